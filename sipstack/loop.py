@@ -1,0 +1,256 @@
+"""The single event loop: a ``selectors`` selector, a timer heap and a self-pipe.
+
+Everything in the firmware runs on one thread: SIP and RTP sockets, ALSA poll
+descriptors and GPIO wake-ups all register file descriptors here. Callbacks must
+never block. Other threads (a vendor GPIO callback thread) may only call
+:meth:`Loop.call_soon_threadsafe`, which writes one byte to the self-pipe.
+
+Modelled on CPython's ``asyncio.BaseEventLoop._run_once``: compute the timeout
+from the earliest timer, select, run due timers, then run ready callbacks.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import logging
+import os
+import selectors
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Loop", "TimerHandle"]
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[], object]
+
+
+class TimerHandle:
+    """A scheduled call; :meth:`cancel` makes it a no-op (lazy removal from the heap)."""
+
+    __slots__ = ("when", "callback", "cancelled", "_seq")
+
+    def __init__(self, when: float, callback: Callback, seq: int) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+        self._seq = seq
+
+    def cancel(self) -> None:
+        """Stop the callback from running; safe to call more than once."""
+        self.cancelled = True
+
+    def __lt__(self, other: TimerHandle) -> bool:
+        return (self.when, self._seq) < (other.when, other._seq)
+
+
+class Loop:
+    """A small single-threaded reactor.
+
+    ``clock`` is injectable (defaults to ``time.monotonic``) so that code driven
+    by the loop can be tested with a controlled clock; ``selector`` likewise.
+    Exceptions raised by callbacks are logged and swallowed: one bad packet
+    handler must never stop a door station.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        selector: selectors.BaseSelector | None = None,
+    ) -> None:
+        self._clock = clock
+        self._selector = selector if selector is not None else selectors.DefaultSelector()
+        self._timers: list[TimerHandle] = []
+        self._ready: collections.deque[Callback] = collections.deque()
+        self._threadsafe: collections.deque[Callback] = collections.deque()
+        self._seq = 0
+        self._stopping = False
+        self._closed = False
+        # fd -> [reader or None, writer or None]
+        self._handlers: dict[int, list[Callback | None]] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._thread_id: int | None = None
+
+    # -- time -----------------------------------------------------------------
+
+    def time(self) -> float:
+        """The loop's clock (monotonic seconds); the only clock protocol code sees."""
+        return self._clock()
+
+    # -- scheduling -----------------------------------------------------------
+
+    def call_soon(self, callback: Callback) -> None:
+        """Run ``callback`` on the next iteration, after I/O callbacks."""
+        self._ready.append(callback)
+
+    def call_soon_threadsafe(self, callback: Callback) -> None:
+        """Schedule from another thread; wakes the selector through the self-pipe."""
+        self._threadsafe.append(callback)  # deque.append is atomic
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # pipe full: the loop is awake anyway
+
+    def call_at(self, when: float, callback: Callback) -> TimerHandle:
+        """Run ``callback`` when the loop clock reaches ``when``."""
+        self._seq += 1
+        handle = TimerHandle(when, callback, self._seq)
+        heapq.heappush(self._timers, handle)
+        return handle
+
+    def call_later(self, delay: float, callback: Callback) -> TimerHandle:
+        """Run ``callback`` after ``delay`` seconds."""
+        return self.call_at(self._clock() + delay, callback)
+
+    # -- file descriptors -----------------------------------------------------
+
+    def add_reader(self, fd: int | Any, callback: Callback) -> None:
+        """Call ``callback`` whenever ``fd`` is readable (replaces a previous reader)."""
+        self._set_handler(_fileno(fd), 0, callback)
+
+    def remove_reader(self, fd: int | Any) -> None:
+        """Stop watching ``fd`` for reading; unknown fds are ignored."""
+        self._set_handler(_fileno(fd), 0, None)
+
+    def add_writer(self, fd: int | Any, callback: Callback) -> None:
+        """Call ``callback`` whenever ``fd`` is writable (replaces a previous writer)."""
+        self._set_handler(_fileno(fd), 1, callback)
+
+    def remove_writer(self, fd: int | Any) -> None:
+        """Stop watching ``fd`` for writing; unknown fds are ignored."""
+        self._set_handler(_fileno(fd), 1, None)
+
+    def _set_handler(self, fd: int, slot: int, callback: Callback | None) -> None:
+        handlers = self._handlers.get(fd)
+        if handlers is None:
+            if callback is None:
+                return
+            handlers = [None, None]
+            self._handlers[fd] = handlers
+            handlers[slot] = callback
+            self._selector.register(fd, self._mask(handlers))
+            return
+        handlers[slot] = callback
+        mask = self._mask(handlers)
+        if mask == 0:
+            del self._handlers[fd]
+            self._selector.unregister(fd)
+        else:
+            self._selector.modify(fd, mask)
+
+    @staticmethod
+    def _mask(handlers: list[Callback | None]) -> int:
+        mask = 0
+        if handlers[0] is not None:
+            mask |= selectors.EVENT_READ
+        if handlers[1] is not None:
+            mask |= selectors.EVENT_WRITE
+        return mask
+
+    # -- running --------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the current iteration."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Run until :meth:`stop` is called."""
+        self._stopping = False
+        self._thread_id = threading.get_ident()
+        try:
+            while not self._stopping:
+                self.run_once()
+        finally:
+            self._thread_id = None
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Run until ``predicate()`` is true or ``timeout`` loop-seconds pass.
+
+        Returns the predicate's final value. Meant for tests and for bounded
+        shutdown sequences (e.g. waiting for un-REGISTER).
+        """
+        deadline = self._clock() + timeout
+        while not predicate():
+            now = self._clock()
+            if now >= deadline:
+                return predicate()
+            self.run_once(max_wait=deadline - now)
+        return True
+
+    def run_once(self, max_wait: float | None = None) -> None:
+        """One iteration: wait for I/O or the next timer, then run what is due."""
+        timeout: float | None
+        if self._ready or self._threadsafe:
+            timeout = 0.0
+        else:
+            timeout = None
+            while self._timers and self._timers[0].cancelled:
+                heapq.heappop(self._timers)
+            if self._timers:
+                timeout = max(0.0, self._timers[0].when - self._clock())
+            if max_wait is not None:
+                timeout = max_wait if timeout is None else min(timeout, max_wait)
+        for key, mask in self._selector.select(timeout):
+            fd = key.fd
+            if fd == self._wake_r:
+                self._drain_wakeup()
+                continue
+            handlers = self._handlers.get(fd)
+            if handlers is None:
+                continue
+            if mask & selectors.EVENT_READ and handlers[0] is not None:
+                self._run_callback(handlers[0])
+            # the read callback may have removed the writer (or closed the fd)
+            handlers = self._handlers.get(fd)
+            if mask & selectors.EVENT_WRITE and handlers is not None and handlers[1] is not None:
+                self._run_callback(handlers[1])
+        while self._threadsafe:
+            self._ready.append(self._threadsafe.popleft())
+        now = self._clock()
+        while self._timers and self._timers[0].when <= now:
+            handle = heapq.heappop(self._timers)
+            if not handle.cancelled:
+                handle.cancelled = True
+                self._ready.append(handle.callback)
+        # Only run what is ready now; callbacks scheduled meanwhile wait a turn.
+        for _ in range(len(self._ready)):
+            self._run_callback(self._ready.popleft())
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    @staticmethod
+    def _run_callback(callback: Callback) -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("callback %r raised; the loop goes on", callback)
+
+    def close(self) -> None:
+        """Release the selector and the self-pipe."""
+        if self._closed:
+            return
+        self._closed = True
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> Loop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fileno(fd: int | Any) -> int:
+    return fd if isinstance(fd, int) else int(fd.fileno())
