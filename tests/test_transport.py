@@ -1,0 +1,284 @@
+"""Transports over real sockets on 127.0.0.1: UDP, TCP, TLS, bad input, 18.1.1 switch."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sipstack.errors import TransportError
+from sipstack.loop import Loop
+from sipstack.message import Request, Response, make_response, parse_message
+from sipstack.tls import client_context, server_context
+from sipstack.transport import TransportManager, error_response_from_raw
+from sipstack.transport_base import Destination, Peer
+
+OPTIONS = (
+    "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP placeholder;branch=z9hG4bK{branch}\r\n"
+    "Max-Forwards: 70\r\n"
+    "From: <sip:alice@127.0.0.1>;tag=a1\r\n"
+    "To: <sip:bob@127.0.0.1>\r\n"
+    "Call-ID: call-{branch}@test\r\n"
+    "CSeq: 1 OPTIONS\r\n"
+    "X-Pad: {pad}\r\n"
+    "Content-Length: 0\r\n\r\n"
+)
+
+
+def options(branch: str = "1", pad: str = "") -> Request:
+    msg = parse_message(OPTIONS.format(branch=branch, pad=pad).encode())
+    assert isinstance(msg, Request)
+    return msg
+
+
+class Side:
+    """A transport manager plus what it received."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.got: list[tuple[Request | Response, Peer]] = []
+        self.closed: list[tuple[str, str, int]] = []
+        self.mgr = TransportManager(
+            loop, lambda m, p: self.got.append((m, p)),
+            on_connection_closed=lambda *a: self.closed.append(a),
+        )
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    with Loop() as lp:
+        yield lp
+
+
+def test_udp_request_gets_received_and_rport_then_response_returns(loop: Loop) -> None:
+    a, b = Side(loop), Side(loop)
+    ta = a.mgr.add_udp("127.0.0.1", 0)
+    tb = b.mgr.add_udp("127.0.0.1", 0)
+    port_b = b.mgr.info(tb).local_port
+    req = options()
+    dest = a.mgr.prepare_request(req, Destination("udp", "127.0.0.1", port_b))
+    assert req.top_via.host == "127.0.0.1"
+    assert req.top_via.port == a.mgr.info(ta).local_port
+    a.mgr.send_request(req, dest)
+    assert loop.run_until(lambda: bool(b.got), timeout=2)
+    got, peer = b.got[0]
+    assert isinstance(got, Request)
+    # RFC 3581: the server fills rport with the source port
+    assert got.top_via.rport == a.mgr.info(ta).local_port
+    assert got.top_via.received == "127.0.0.1"
+    b.mgr.send_response(make_response(got, 200), peer)
+    assert loop.run_until(lambda: bool(a.got), timeout=2)
+    resp = a.got[0][0]
+    assert isinstance(resp, Response) and resp.status == 200
+    assert resp.top_via.branch == "z9hG4bK1"
+    a.mgr.close()
+    b.mgr.close()
+
+
+def test_bad_udp_request_is_answered_400_and_counted(loop: Loop) -> None:
+    b = Side(loop)
+    tb = b.mgr.add_udp("127.0.0.1", 0)
+    port_b = b.mgr.info(tb).local_port
+    raw = OPTIONS.format(branch="9", pad="").replace("Max-Forwards: 70", "Max-Forwards: 300")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.05)
+        s.bind(("127.0.0.1", 0))
+        s.sendto(raw.encode(), ("127.0.0.1", port_b))
+        s.sendto(b"\x00\xffgarbage from a scanner", ("127.0.0.1", port_b))
+        reply = None
+        for _ in range(40):
+            loop.run_once(max_wait=0.05)
+            try:
+                reply = s.recv(65535)
+                break
+            except TimeoutError:
+                continue
+        assert reply is not None
+        resp = parse_message(reply)
+        assert isinstance(resp, Response) and resp.status == 400
+        assert resp.call_id == "call-9@test"
+        loop.run_once(max_wait=0.05)
+        with pytest.raises(TimeoutError):
+            s.recv(65535)  # garbage gets no answer
+    assert b.mgr.stats.bad_messages == 2
+    assert b.got == []
+    b.mgr.close()
+
+
+def test_error_response_needs_the_five_headers() -> None:
+    assert error_response_from_raw(b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n", 400, "x") is None
+    assert error_response_from_raw(b"SIP/2.0 200 OK\r\n\r\n", 400, "x") is None
+
+
+def test_tcp_round_trip_keepalive_and_connection_reuse(loop: Loop) -> None:
+    a, b = Side(loop), Side(loop)
+    a.mgr.add_tcp("127.0.0.1", 0, listen=False)
+    tb = b.mgr.add_tcp("127.0.0.1", 0)
+    port_b = b.mgr.info(tb).local_port
+    for n in ("1", "2"):
+        req = options(n)
+        dest = a.mgr.prepare_request(req, Destination("tcp", "127.0.0.1", port_b))
+        assert req.top_via.transport == "TCP"
+        a.mgr.send_request(req, dest)
+    assert loop.run_until(lambda: len(b.got) == 2, timeout=2)
+    peers = {p.connection_id for _, p in b.got}
+    assert len(peers) == 1  # the second request reused the connection
+    msg, peer = b.got[0]
+    assert isinstance(msg, Request)
+    b.mgr.send_response(make_response(msg, 200), peer)
+    assert loop.run_until(lambda: bool(a.got), timeout=2)
+    assert b.mgr.stats.connections_opened == 1
+
+    # RFC 5626 keep-alive: a double CRLF is answered with a single CRLF
+    with socket.create_connection(("127.0.0.1", port_b)) as s:
+        s.settimeout(0.05)
+        s.sendall(b"\r\n\r\n")
+        pong = b""
+        for _ in range(40):
+            loop.run_once(max_wait=0.05)
+            try:
+                pong = s.recv(10)
+                break
+            except TimeoutError:
+                continue
+        assert pong == b"\r\n"
+    a.mgr.close()
+    b.mgr.close()
+
+
+def test_tcp_garbage_drops_the_connection(loop: Loop) -> None:
+    b = Side(loop)
+    tb = b.mgr.add_tcp("127.0.0.1", 0)
+    port_b = b.mgr.info(tb).local_port
+    with socket.create_connection(("127.0.0.1", port_b)) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(0.05)
+        closed = False
+        for _ in range(40):
+            loop.run_once(max_wait=0.05)
+            try:
+                if s.recv(100) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                closed = True
+                break
+        assert closed
+    assert b.mgr.stats.bad_messages == 1
+    b.mgr.close()
+
+
+def test_tcp_connect_refused_reaches_on_error(loop: Loop) -> None:
+    a = Side(loop)
+    a.mgr.add_tcp("127.0.0.1", 0, listen=False)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    errors: list[TransportError] = []
+    req = options()
+    dest = a.mgr.prepare_request(req, Destination("tcp", "127.0.0.1", dead_port))
+    a.mgr.send_request(req, dest, errors.append)
+    assert loop.run_until(lambda: bool(errors), timeout=2)
+    assert "connect failed" in str(errors[0])
+    a.mgr.close()
+
+
+def test_large_udp_request_moves_to_tcp(loop: Loop) -> None:
+    a, b = Side(loop), Side(loop)
+    a.mgr.add_udp("127.0.0.1", 0)
+    a.mgr.add_tcp("127.0.0.1", 0, listen=False)
+    tb = b.mgr.add_tcp("127.0.0.1", 0)
+    port_b = b.mgr.info(tb).local_port
+    req = options(pad="x" * 1400)
+    dest = a.mgr.prepare_request(req, Destination("udp", "127.0.0.1", port_b))
+    assert dest.transport == "tcp"  # RFC 3261 18.1.1
+    assert req.top_via.transport == "TCP"
+    a.mgr.send_request(req, dest)
+    assert loop.run_until(lambda: bool(b.got), timeout=2)
+    a.mgr.close()
+    b.mgr.close()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A test CA and a server certificate for IP 127.0.0.1, made with openssl."""
+    d = tmp_path_factory.mktemp("pki")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
+        "-keyout", "ca.key", "-out", "ca.pem")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "server.key", "-out", "server.csr")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Other",
+        "-keyout", "other.key", "-out", "other.pem")
+    return {n: d / n for n in ("ca.pem", "server.pem", "server.key", "other.pem")}
+
+
+def test_tls_round_trip_with_verified_certificate(loop: Loop, certs: dict[str, Path]) -> None:
+    a, b = Side(loop), Side(loop)
+    a.mgr.add_tls("127.0.0.1", 0, client_context=client_context(str(certs["ca.pem"])))
+    tb = b.mgr.add_tls(
+        "127.0.0.1", 0, client_context=client_context(str(certs["ca.pem"])),
+        server_context=server_context(str(certs["server.pem"]), str(certs["server.key"])),
+    )
+    port_b = b.mgr.info(tb).local_port
+    req = options()
+    dest = a.mgr.prepare_request(req, Destination("tls", "127.0.0.1", port_b))
+    assert req.top_via.transport == "TLS"
+    errors: list[TransportError] = []
+    a.mgr.send_request(req, dest, errors.append)
+    assert loop.run_until(lambda: bool(b.got), timeout=5), errors
+    msg, peer = b.got[0]
+    assert isinstance(msg, Request) and peer.transport == "tls"
+    b.mgr.send_response(make_response(msg, 200), peer)
+    assert loop.run_until(lambda: bool(a.got), timeout=5)
+    a.mgr.close()
+    b.mgr.close()
+
+
+def test_tls_rejects_a_server_signed_by_another_ca(loop: Loop, certs: dict[str, Path]) -> None:
+    a, b = Side(loop), Side(loop)
+    a.mgr.add_tls("127.0.0.1", 0, client_context=client_context(str(certs["other.pem"])))
+    tb = b.mgr.add_tls(
+        "127.0.0.1", 0, client_context=client_context(str(certs["ca.pem"])),
+        server_context=server_context(str(certs["server.pem"]), str(certs["server.key"])),
+    )
+    port_b = b.mgr.info(tb).local_port
+    req = options()
+    dest = a.mgr.prepare_request(req, Destination("tls", "127.0.0.1", port_b))
+    errors: list[TransportError] = []
+    a.mgr.send_request(req, dest, errors.append)
+    assert loop.run_until(lambda: bool(errors), timeout=5)
+    assert "certificate" in str(errors[0]).lower()
+    loop.run_once(max_wait=0.1)
+    assert b.got == []
+    a.mgr.close()
+    b.mgr.close()
+
+
+def test_ipv6_udp(loop: Loop) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    a, b = Side(loop), Side(loop)
+    try:
+        a.mgr.add_udp("::1", 0)
+        tb = b.mgr.add_udp("::1", 0)
+    except TransportError as exc:
+        pytest.skip(f"::1 not configured: {exc}")
+    req = options()
+    dest = a.mgr.prepare_request(req, Destination("udp", "::1", b.mgr.info(tb).local_port))
+    assert req.top_via.host == "::1"
+    a.mgr.send_request(req, dest)
+    assert loop.run_until(lambda: bool(b.got), timeout=2)
+    a.mgr.close()
+    b.mgr.close()
