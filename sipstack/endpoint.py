@@ -72,8 +72,9 @@ class IncomingRequest:
 class OutgoingRequest:
     """A request in flight, possibly across several targets (RFC 3263 4.3)."""
 
-    def __init__(self, request: Request, on_response: ResponseHandler,
-                 on_failure: FailureHandler) -> None:
+    def __init__(
+        self, request: Request, on_response: ResponseHandler, on_failure: FailureHandler
+    ) -> None:
         self.request = request
         self.on_response = on_response
         self.on_failure = on_failure
@@ -144,8 +145,12 @@ class Endpoint:
         """
         out = OutgoingRequest(request, on_response, on_failure)
         if destination is not None:
-            target = Target(destination.transport, destination.host, destination.port,
-                            destination.server_name or destination.host)
+            target = Target(
+                destination.transport,
+                destination.host,
+                destination.port,
+                destination.server_name or destination.host,
+            )
             self.loop.call_soon(lambda: self._targets_found(out, [target]))
         else:
             self._locate(self.next_hop(request), lambda r: self._targets_found(out, r))
@@ -161,8 +166,12 @@ class Endpoint:
             self._client_dest[cancel_key] = out.destination
         self._pump()
 
-    def send_stateless(self, request: Request, destination: Destination | None = None,
-                       on_failure: FailureHandler | None = None) -> None:
+    def send_stateless(
+        self,
+        request: Request,
+        destination: Destination | None = None,
+        on_failure: FailureHandler | None = None,
+    ) -> None:
         """Send a request outside any transaction (the ACK for a 2xx, RFC 3261 13.2.2.4)."""
 
         def send(result: list[Target] | LocateError) -> None:
@@ -182,8 +191,16 @@ class Endpoint:
                     on_failure(RequestFailure(503, str(exc)))
 
         if destination is not None:
-            send([Target(destination.transport, destination.host, destination.port,
-                         destination.server_name or destination.host)])
+            send(
+                [
+                    Target(
+                        destination.transport,
+                        destination.host,
+                        destination.port,
+                        destination.server_name or destination.host,
+                    )
+                ]
+            )
         else:
             self._locate(self.next_hop(request), send)
 
@@ -223,8 +240,11 @@ class Endpoint:
         usable = [t for t in result if t.transport in supported]
         if not usable:
             out.final = True
-            out.on_failure(RequestFailure(
-                503, f"no transport for {', '.join(sorted({t.transport for t in result}))}"))
+            out.on_failure(
+                RequestFailure(
+                    503, f"no transport for {', '.join(sorted({t.transport for t in result}))}"
+                )
+            )
             return
         out.targets = TargetList(usable)
         self._attempt(out)
@@ -238,7 +258,9 @@ class Endpoint:
                 out.final = True
                 failures = out.targets.failures
                 status = 408 if failures and failures[-1][1] is FailureReason.TIMEOUT else 503
-                why = "; ".join(f"{t.transport}:{t.address}:{t.port} {r.value}" for t, r in failures)
+                why = "; ".join(
+                    f"{t.transport}:{t.address}:{t.port} {r.value}" for t, r in failures
+                )
                 out.on_failure(RequestFailure(status, f"no server answered ({why})"))
                 return
             request = out.request.copy()
@@ -250,8 +272,9 @@ class Endpoint:
             try:
                 dest = self.transports.prepare_request(request, dest)
             except TransportError as exc:
-                log.info("cannot use %s:%s:%d: %s", target.transport, target.address,
-                         target.port, exc)
+                log.info(
+                    "cannot use %s:%s:%d: %s", target.transport, target.address, target.port, exc
+                )
                 out.targets.failed(target, FailureReason.TRANSPORT_ERROR)
                 continue
             break
@@ -355,16 +378,18 @@ class Endpoint:
         elif isinstance(event, AckReceived):
             if self.on_ack is not None:
                 self.on_ack(event.request, self._last_peer)
-        elif isinstance(event, StrayResponse):
-            if self.on_stray_response is not None:
-                self.on_stray_response(event.response)
+        elif isinstance(event, StrayResponse) and self.on_stray_response is not None:
+            self.on_stray_response(event.response)
 
     def _response(self, key: TransactionKey, response: Response) -> None:
         out = self._outgoing.get(key)
         if out is None:
             return  # the CANCEL's own 200, or a transaction we forgot
-        if (response.status == 503 and not out.final
-                and self._retry_next(out, FailureReason.SERVICE_UNAVAILABLE)):
+        if (
+            response.status == 503
+            and not out.final
+            and self._retry_next(out, FailureReason.SERVICE_UNAVAILABLE)
+        ):
             return  # RFC 3263 4.3: a 503 moves on to the next target
         if response.status >= 200:
             out.final = True

@@ -12,6 +12,7 @@ from the earliest timer, select, run due timers, then run ready callbacks.
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import logging
 import os
@@ -92,10 +93,8 @@ class Loop:
     def call_soon_threadsafe(self, callback: Callback) -> None:
         """Schedule from another thread; wakes the selector through the self-pipe."""
         self._threadsafe.append(callback)  # deque.append is atomic
-        try:
+        with contextlib.suppress(OSError):  # pipe full: the loop is awake anyway
             os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # pipe full: the loop is awake anyway
 
     def call_at(self, when: float, callback: Callback) -> TimerHandle:
         """Run ``callback`` when the loop clock reaches ``when``."""

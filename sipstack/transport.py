@@ -77,26 +77,56 @@ class TransportManager:
         """Bind a UDP transport; returns its transport id."""
         return self._add(UdpTransport(self.loop, host, port, self._on_data, self.stats))
 
-    def add_tcp(self, host: str = "0.0.0.0", port: int = 5060, *, listen: bool = True,
-                idle_timeout: float = 180.0) -> int:
+    def add_tcp(
+        self,
+        host: str = "0.0.0.0",
+        port: int = 5060,
+        *,
+        listen: bool = True,
+        idle_timeout: float = 180.0,
+    ) -> int:
         """Start a TCP transport (listening unless ``listen`` is False)."""
-        return self._add(StreamTransport(
-            self.loop, "tcp", host, port, self._on_data, listen=listen,
-            idle_timeout=idle_timeout, max_message_size=self.max_message_size,
-            on_closed=self._stream_closed, stats=self.stats,
-        ))
+        return self._add(
+            StreamTransport(
+                self.loop,
+                "tcp",
+                host,
+                port,
+                self._on_data,
+                listen=listen,
+                idle_timeout=idle_timeout,
+                max_message_size=self.max_message_size,
+                on_closed=self._stream_closed,
+                stats=self.stats,
+            )
+        )
 
-    def add_tls(self, host: str = "0.0.0.0", port: int = 5061, *,
-                client_context: ssl.SSLContext,
-                server_context: ssl.SSLContext | None = None,
-                idle_timeout: float = 180.0) -> int:
+    def add_tls(
+        self,
+        host: str = "0.0.0.0",
+        port: int = 5061,
+        *,
+        client_context: ssl.SSLContext,
+        server_context: ssl.SSLContext | None = None,
+        idle_timeout: float = 180.0,
+    ) -> int:
         """Start a TLS transport; it listens only when given a server context."""
-        return self._add(StreamTransport(
-            self.loop, "tls", host, port, self._on_data, listen=server_context is not None,
-            server_context=server_context, client_context=client_context,
-            idle_timeout=idle_timeout, max_message_size=self.max_message_size,
-            on_closed=self._stream_closed, stats=self.stats,
-        ))
+        return self._add(
+            StreamTransport(
+                self.loop,
+                "tls",
+                host,
+                port,
+                self._on_data,
+                listen=server_context is not None,
+                server_context=server_context,
+                client_context=client_context,
+                idle_timeout=idle_timeout,
+                max_message_size=self.max_message_size,
+                on_closed=self._stream_closed,
+                stats=self.stats,
+            )
+        )
 
     def _add(self, transport: Transport) -> int:
         self._transports.append(transport)
@@ -172,16 +202,24 @@ class TransportManager:
 
     def _bad_message(self, data: bytes, peer: Peer, exc: SipParseError) -> None:
         self.stats.bad_messages += 1
-        self._bad_log.warning(peer.host, "bad SIP message from %s %s:%d: %s",
-                              peer.transport, peer.host, peer.port, exc.reason)
+        self._bad_log.warning(
+            peer.host,
+            "bad SIP message from %s %s:%d: %s",
+            peer.transport,
+            peer.host,
+            peer.port,
+            exc.reason,
+        )
         if exc.status is None:
             return  # a broken response is dropped (RFC 3261 18.1.2)
         reply = error_response_from_raw(data, exc.status, exc.reason)
         if reply is None:
             return
         try:
-            self.send_raw(reply, Destination(peer.transport, peer.host, peer.port,
-                                             connection_id=peer.connection_id))
+            self.send_raw(
+                reply,
+                Destination(peer.transport, peer.host, peer.port, connection_id=peer.connection_id),
+            )
         except TransportError as err:
             log.debug("could not answer bad message: %s", err)
 
@@ -212,8 +250,11 @@ class TransportManager:
         (RFC 3581). Call before creating the client transaction, whose
         reliability depends on the outcome.
         """
-        if (dest.transport == "udp" and len(request.to_bytes()) > MTU_THRESHOLD
-                and self.find("tcp") is not None):
+        if (
+            dest.transport == "udp"
+            and len(request.to_bytes()) > MTU_THRESHOLD
+            and self.find("tcp") is not None
+        ):
             dest = Destination("tcp", dest.host, dest.port, dest.server_name)
         transport = self.transport_for(dest)
         host = self.local_address_for(transport, dest.host)
@@ -251,12 +292,25 @@ class TransportManager:
         self._route_cache[remote_host] = local
         return local
 
+    def local_address(self, transport_id: int, remote_host: str) -> str:
+        """Our address on transport ``transport_id`` as ``remote_host`` sees it.
+
+        No packet is sent: the kernel's route lookup answers (see
+        :meth:`local_address_for`). TEST-NET addresses (192.0.2.1) give the
+        default-route address.
+        """
+        return self.local_address_for(self._get(transport_id), remote_host)
+
     def forget_routes(self) -> None:
         """Drop cached source addresses (the network changed)."""
         self._route_cache.clear()
 
-    def send_raw(self, data: bytes, dest: Destination,
-                 on_error: Callable[[TransportError], None] | None = None) -> None:
+    def send_raw(
+        self,
+        data: bytes,
+        dest: Destination,
+        on_error: Callable[[TransportError], None] | None = None,
+    ) -> None:
         """Send bytes; synchronous errors raise, asynchronous ones reach ``on_error``."""
         transport = self.transport_for(dest)
         if isinstance(transport, UdpTransport):
@@ -264,8 +318,12 @@ class TransportManager:
         else:
             transport.send(data, dest, on_error)
 
-    def send_request(self, request: Request, dest: Destination,
-                     on_error: Callable[[TransportError], None] | None = None) -> None:
+    def send_request(
+        self,
+        request: Request,
+        dest: Destination,
+        on_error: Callable[[TransportError], None] | None = None,
+    ) -> None:
         """Send a prepared request (see :meth:`prepare_request`)."""
         self.send_raw(request.to_bytes(), dest, on_error)
 
@@ -278,39 +336,59 @@ class TransportManager:
         ``received`` (or sent-by host) and the sent-by port.
         """
         via = response.top_via
-        transport = via.transport.lower()
+        # The answer goes over the transport the request came in on, whatever
+        # its Via claims (RFC 4475 3.3.5 bext01 arrives over UDP saying TLS).
+        transport = peer.transport if peer is not None else via.transport.lower()
         host = via.received or via.host
         if peer is not None and peer.reliable and peer.connection_id is not None:
-            return Destination(peer.transport, peer.host, peer.port,
-                               connection_id=peer.connection_id)
+            return Destination(
+                peer.transport, peer.host, peer.port, connection_id=peer.connection_id
+            )
         port = via.port or DEFAULT_PORTS.get(transport, 5060)
         rport = via.rport
         if transport == "udp" and rport is not None:
             port = rport
         return Destination(transport, host, port)
 
-    def send_response(self, response: Response, peer: Peer | None = None,
-                      on_error: Callable[[TransportError], None] | None = None) -> None:
+    def send_response(
+        self,
+        response: Response,
+        peer: Peer | None = None,
+        on_error: Callable[[TransportError], None] | None = None,
+    ) -> None:
         """Send a response per RFC 3261 18.2.2."""
         self.send_raw(response.to_bytes(), self.response_destination(response, peer), on_error)
 
 
 _ECHOED = {
-    b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To", b"t": b"To",
-    b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq",
+    b"via": b"Via",
+    b"v": b"Via",
+    b"from": b"From",
+    b"f": b"From",
+    b"to": b"To",
+    b"t": b"To",
+    b"call-id": b"Call-ID",
+    b"i": b"Call-ID",
+    b"cseq": b"CSeq",
 }
-_REQUIRED = {b"Via", b"From", b"To", b"Call-ID", b"CSeq"}
-_REASONS = {400: b"Bad Request", 505: b"Version Not Supported", 416: b"Unsupported URI Scheme",
-            413: b"Request Entity Too Large", 420: b"Bad Extension"}
+_REQUIRED = {b"Via", b"CSeq"}
+_REASONS = {
+    400: b"Bad Request",
+    505: b"Version Not Supported",
+    416: b"Unsupported URI Scheme",
+    413: b"Request Entity Too Large",
+    420: b"Bad Extension",
+}
 
 
 def error_response_from_raw(data: bytes, status: int, reason: str) -> bytes | None:
     """Build an error response from a request the parser refused.
 
-    RFC 3261 8.2.6 needs Via, From, To, Call-ID and CSeq copied; they are
-    taken verbatim from the raw bytes (folded lines are not joined: such a
-    message gets no answer). Returns ``None`` when they cannot be found,
-    which is then silently dropped, like garbage from a scanner.
+    RFC 3261 8.2.6 copies Via, From, To, Call-ID and CSeq; they are taken
+    verbatim from the raw bytes, the first of each when repeated (RFC 4475
+    3.3.8 multi01). Via and CSeq are the least a sender needs to match our
+    answer (RFC 4475 3.3.1 insuf lacks the others and still gets its 400);
+    without them the bytes are dropped, like garbage from a scanner.
     """
     head = data.split(b"\r\n\r\n", 1)[0][:16384]
     lines = head.split(b"\r\n")
@@ -326,15 +404,15 @@ def error_response_from_raw(data: bytes, status: int, reason: str) -> bytes | No
         if canon is None:
             continue
         if canon != b"Via" and canon in seen:
-            return None
+            continue
         seen.add(canon)
         echoed.append(canon + b": " + value.strip())
-    if not _REQUIRED <= seen:
+    if not seen >= _REQUIRED:
         return None
     phrase = _REASONS.get(status, b"Bad Request")
     safe_reason = reason.encode("ascii", "replace")[:100].replace(b"\r", b" ").replace(b"\n", b" ")
     out = [b"SIP/2.0 %d %s" % (status, phrase)]
     out.extend(echoed)
-    out.append(b"Warning: 399 - \"" + safe_reason.replace(b'"', b"'") + b"\"")
+    out.append(b'Warning: 399 - "' + safe_reason.replace(b'"', b"'") + b'"')
     out.append(b"Content-Length: 0")
     return b"\r\n".join(out) + b"\r\n\r\n"

@@ -233,8 +233,12 @@ class StreamConnection:
         except SipParseError as exc:
             self.transport.stats.bad_messages += 1
             self.transport.bad_log.warning(
-                self.remote[0], "dropping %s connection from %s:%d: %s",
-                self.transport.name, self.remote[0], self.remote[1], exc.reason,
+                self.remote[0],
+                "dropping %s connection from %s:%d: %s",
+                self.transport.name,
+                self.remote[0],
+                self.remote[1],
+                exc.reason,
             )
             self.close("bad stream data")
             return
@@ -406,7 +410,9 @@ class StreamTransport:
             assert self.client_context is not None
             tls_in, tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
             tls = self.client_context.wrap_bio(
-                tls_in, tls_out, server_side=False,
+                tls_in,
+                tls_out,
+                server_side=False,
                 server_hostname=dest.server_name or dest.host,
             )
             conn.attach_tls(tls, tls_in, tls_out)
@@ -425,8 +431,9 @@ class StreamTransport:
                 log.warning("%s accept failed: %s", self.name, exc)
                 return
             if len(self._by_id) >= self.max_connections:
-                self.bad_log.warning(addr[0], "refusing %s connection from %s: table full",
-                                     self.name, addr[0])
+                self.bad_log.warning(
+                    addr[0], "refusing %s connection from %s: table full", self.name, addr[0]
+                )
                 sock.close()
                 continue
             sock.setblocking(False)
@@ -436,7 +443,8 @@ class StreamTransport:
                 tls_in, tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
                 conn.attach_tls(
                     self.server_context.wrap_bio(tls_in, tls_out, server_side=True),
-                    tls_in, tls_out,
+                    tls_in,
+                    tls_out,
                 )
             self._register(conn)
             conn.start()
@@ -452,8 +460,14 @@ class StreamTransport:
         if self._by_remote.get(conn.remote) is conn:
             del self._by_remote[conn.remote]
         self.stats.connections_closed += 1
-        log.debug("%s connection %d to %s:%d closed: %s", self.name, conn.id,
-                  conn.remote[0], conn.remote[1], reason)
+        log.debug(
+            "%s connection %d to %s:%d closed: %s",
+            self.name,
+            conn.id,
+            conn.remote[0],
+            conn.remote[1],
+            reason,
+        )
         if self.on_closed is not None:
             self.on_closed(conn, reason)
 

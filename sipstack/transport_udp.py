@@ -86,8 +86,9 @@ class UdpTransport:
             except OSError as exc:
                 # ICMP port unreachable surfaces as ECONNREFUSED on Linux: not fatal
                 if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                    log.warning("UDP receive error on %s:%d: %s", self.local_host,
-                                self.local_port, exc)
+                    log.warning(
+                        "UDP receive error on %s:%d: %s", self.local_host, self.local_port, exc
+                    )
                 continue
             self.stats.received += 1
             self._on_data(data, Peer("udp", addr[0], addr[1]))

@@ -147,8 +147,7 @@ def test_srv_failover_to_the_next_target(loop: Loop, failure: str) -> None:
         first = bad.transports.info(0).local_port if bad else silent.getsockname()[1]
         zone = _srv_zone(first, good.transports.info(0).local_port)
         with DnsTestServer(zone) as dns:
-            resolver = Resolver(loop, nameservers=[dns.address], hosts_file=None,
-                                resolv_conf=None)
+            resolver = Resolver(loop, nameservers=[dns.address], hosts_file=None, resolv_conf=None)
             c = client(loop, resolver)
             req = options("sip:bob@example.test")
             req.headers.set("Route", "<sip:example.test;lr>")
