@@ -131,9 +131,11 @@ class Loop:
             if callback is None:
                 return
             handlers = [None, None]
-            self._handlers[fd] = handlers
             handlers[slot] = callback
+            # register first: a descriptor epoll refuses (EPERM for regular
+            # files) must not leave a stale entry behind
             self._selector.register(fd, self._mask(handlers))
+            self._handlers[fd] = handlers
             return
         handlers[slot] = callback
         mask = self._mask(handlers)
