@@ -34,7 +34,7 @@ from sipstack.digest import (
 from sipstack.ids import IdGenerator
 
 if TYPE_CHECKING:
-    from interop.peers.kamailio import KamailioServer
+    from tests.interop.peers.kamailio import KamailioServer
 
 # -- fakes of the sipstack.message surface the authenticator uses --------------
 
@@ -817,8 +817,8 @@ class UdpUac:
 def _kamailio(tmp_path: Path, **config: Any) -> KamailioServer:
     if shutil.which("kamailio") is None:
         pytest.skip("kamailio is not installed")
-    from interop.peers.kamailio import KamailioConfig, KamailioServer  # noqa: F811
-    from interop.peers.ports import PortAllocator
+    from tests.interop.peers.kamailio import KamailioConfig, KamailioServer  # noqa: F811
+    from tests.interop.peers.ports import PortAllocator
 
     server = KamailioServer(
         KamailioConfig(users=KAMAILIO_USERS, **config),

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fake_rpigpio import BCM, BOTH, HIGH, IN, LOW, OUT, PUD_DOWN, PUD_UP, FakeGPIO
+from tests.hal.fake_rpigpio import BCM, BOTH, HIGH, IN, LOW, OUT, PUD_DOWN, PUD_UP, FakeGPIO
 
 from hal.gpio import (
     FAST_BLINK,

@@ -9,6 +9,7 @@ back with ``kamcmd ul.dump`` over the ``ctl`` module's unix socket.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 import sqlite3
@@ -276,6 +277,13 @@ class KamailioServer:
     def restart(self) -> None:
         """Stop and start again on the same ports: every registration is forgotten."""
         self.stop()
+        self.start()
+
+    def set_users(self, users: Mapping[str, str]) -> None:
+        """Change the digest users and restart (a password fixed on the server)."""
+        self.stop()
+        self.config = dataclasses.replace(self.config, users=dict(users))
+        self._render()
         self.start()
 
     @property
