@@ -33,8 +33,10 @@ log = logging.getLogger("intercom")
 
 def _describe(event: UaEvent) -> str:
     if isinstance(event, RegStateChanged):
-        return (f"account {event.acc_id}: registration {event.state} "
-                f"({event.status} {event.reason}) {event.note}")
+        return (
+            f"account {event.acc_id}: registration {event.state} "
+            f"({event.status} {event.reason}) {event.note}"
+        )
     if isinstance(event, IncomingMessage):
         text = event.body.decode("utf-8", "replace")
         return f"account {event.acc_id}: message from {event.from_uri}: {text}"
@@ -65,16 +67,17 @@ def _bind_first_free(ua: UserAgent, host: str, first_port: int, tries: int = 20)
 
 def run(args: argparse.Namespace) -> int:
     """Run the firmware until SIGINT/SIGTERM; unregister on the way out."""
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     loop = Loop()
     resolver = Resolver(loop)
     ua = UserAgent(loop, resolver=resolver, on_event=lambda e: log.info("%s", _describe(e)))
     port = _bind_first_free(ua, args.host, args.port)
     acc = ua.acc_add_local(0, is_default=True)
     info = ua.acc_get_info(acc)
-    print(f"intercom: listening on UDP and TCP port {port}; call or message {info.uri}",
-          flush=True)
+    print(f"intercom: listening on UDP and TCP port {port}; call or message {info.uri}", flush=True)
     if port != args.port:
         print(f"intercom: port {args.port} was taken, using {port}", flush=True)
 
@@ -92,6 +95,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_check(args: argparse.Namespace) -> int:
+    """``intercom config check PATH``: print OK or every problem; exit 0 or 1."""
+    from firmware.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        count = len(exc.problems)
+        print(f"{args.path}: {count} problem{'s' if count != 1 else ''}")
+        return 1
+    relay = "a relay" if config.relay is not None else "no relay"
+    print(
+        f"OK: {args.path}: {len(config.accounts)} account(s), {len(config.buttons)} button(s), "
+        f"{len(config.leds)} LED(s), {relay}, profile {config.intercom.profile}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``intercom`` console script."""
     parser = argparse.ArgumentParser(prog="intercom", description=__doc__)
@@ -99,12 +122,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="run the firmware in the foreground")
     p_run.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p_run.add_argument("--port", type=int, default=5060, help="first SIP port to try")
-    p_run.add_argument("--hal", choices=["sim", "rpi"], default="sim",
-                       help="hardware backend (only 'sim' is wired up so far)")
+    p_run.add_argument(
+        "--hal",
+        choices=["sim", "rpi"],
+        default="sim",
+        help="hardware backend (only 'sim' is wired up so far)",
+    )
     p_run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p_config = sub.add_parser("config", help="work with the configuration file")
+    config_sub = p_config.add_subparsers(dest="config_command", required=True)
+    p_check = config_sub.add_parser("check", help="validate a config file without running")
+    p_check.add_argument("path", help="the config file, e.g. /etc/intercom/intercom.toml")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "config":
+        return config_check(args)
     return 2
 
 
