@@ -206,9 +206,16 @@ class Endpoint:
 
     @staticmethod
     def next_hop(request: Request) -> URI:
-        """The URI whose server gets the request: first Route or the Request-URI."""
+        """The URI whose server gets the request (RFC 3261 8.1.2).
+
+        The first Route when it is a loose router (``;lr``); otherwise the
+        Request-URI, which for a strict router already holds that router
+        (12.2.1.1 moved it there).
+        """
         routes = request.routes
-        return routes[0].uri if routes else request.uri
+        if routes and "lr" in routes[0].uri.params:
+            return routes[0].uri
+        return request.uri
 
     def _locate(self, uri: URI, callback: Callable[[list[Target] | LocateError], None]) -> None:
         host = uri.params.get("maddr") or uri.host

@@ -164,3 +164,9 @@ def test_next_hop_is_the_first_route() -> None:
     req = options("sip:bob@example.test")
     req.headers.set("Route", "<sip:proxy.example.test:5070;lr>")
     assert Endpoint.next_hop(req) == parse_uri("sip:proxy.example.test:5070;lr")
+
+
+def test_next_hop_with_a_strict_router_is_the_request_uri() -> None:
+    req = options("sip:strict-proxy.example.test")
+    req.headers.set("Route", "<sip:bob@example.test>")  # no ;lr: a strict route set
+    assert Endpoint.next_hop(req) == parse_uri("sip:strict-proxy.example.test")
