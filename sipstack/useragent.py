@@ -98,8 +98,10 @@ class UserAgent:
         self._notifiers: dict[int, MachineDriver[NotifierEvent]] = {}
         self._retiring: list[Account] = []
         self._default = INVALID_ID
-        #: optional hook for INVITEs (the call layer); without it INVITE gets 480
-        self.on_incoming_invite: Callable[[int, IncomingRequest], None] | None = None
+        #: handlers asked first for every request that passed the RFC 3261 8.2
+        #: checks (the call layer claims INVITE, in-dialog requests, CANCEL); a
+        #: handler returns True when it took the request
+        self._request_handlers: list[Callable[[int, IncomingRequest], bool]] = []
 
     # -- transports (pjsua_transport_*) ---------------------------------------------------
 
@@ -518,14 +520,15 @@ class UserAgent:
         method = request.method
         in_dialog = request.to.tag is not None
         acc_id = self.acc_find_for_incoming(request, inc.peer.transport)
+        for handler in self._request_handlers:
+            if handler(acc_id, inc):
+                return
         if method == "OPTIONS" and not in_dialog:
             self._respond(inc, self.policy.options_response(request))
         elif method == "MESSAGE":
             self._on_message(inc, acc_id)
         elif method == "SUBSCRIBE":
             self._on_subscribe(inc, acc_id)
-        elif method == "INVITE" and not in_dialog and self.on_incoming_invite is not None:
-            self.on_incoming_invite(acc_id, inc)
         elif method == "INVITE" and not in_dialog:
             self._respond(inc, make_response(request, 480, "No Call Handler"))
         else:
@@ -579,6 +582,19 @@ class UserAgent:
                 if any(s.id.call_id == request.call_id for s in notifier.subscriptions()):
                     return driver
         return self._notifiers.get(acc_id)
+
+    def add_request_handler(self, handler: Callable[[int, IncomingRequest], bool]) -> None:
+        """Let a layer above (calls) claim requests before the defaults answer them.
+
+        ``handler(acc_id, incoming)`` runs for each request that passed the
+        RFC 3261 8.2 checks, with the account :meth:`acc_find_for_incoming`
+        chose; it returns True when it took (and will answer) the request.
+        """
+        self._request_handlers.append(handler)
+
+    def respond(self, inc: IncomingRequest, response: Response) -> None:
+        """Answer a request, adding a To tag to non-100 answers (RFC 3261 8.2.6.2)."""
+        self._respond(inc, response)
 
     # -- events and life --------------------------------------------------------------------
 
