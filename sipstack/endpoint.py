@@ -290,6 +290,12 @@ class Endpoint:
         out.key, out.sent, out.destination = key, request, dest
         self._outgoing[key] = out
         self._client_dest[key] = dest
+        if out.cancelled and request.method == "INVITE":
+            # cancel() came while the server was still being located: the layer
+            # holds the CANCEL until a provisional response arrives (RFC 3261 9.1)
+            cancel_key = self.layer.cancel(key, now)
+            if cancel_key is not None:
+                self._client_dest[cancel_key] = dest
         self._pump()
 
     def _retry_next(self, out: OutgoingRequest, reason: FailureReason) -> bool:

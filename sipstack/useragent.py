@@ -145,6 +145,10 @@ class UserAgent:
             raise ValueError(f"no account with id {acc_id}")
         return acc
 
+    def acc_get_account(self, acc_id: int) -> Account:
+        """The live account object (its authenticator, registration state...)."""
+        return self._acc(acc_id)
+
     def acc_set_default(self, acc_id: int) -> None:
         """Make ``acc_id`` the default account (used when matching finds nothing)."""
         self._acc(acc_id)

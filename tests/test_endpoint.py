@@ -170,3 +170,29 @@ def test_next_hop_with_a_strict_router_is_the_request_uri() -> None:
     req = options("sip:strict-proxy.example.test")
     req.headers.set("Route", "<sip:bob@example.test>")  # no ;lr: a strict route set
     assert Endpoint.next_hop(req) == parse_uri("sip:strict-proxy.example.test")
+
+
+def test_cancel_before_the_server_is_located_still_cancels(loop: Loop) -> None:
+    """cancel() right after send_request (no target yet) must CANCEL once a 1xx arrives."""
+    seen: list[str] = []
+
+    def on_request(inc: IncomingRequest) -> None:
+        seen.append(inc.request.method)
+        if inc.request.method == "INVITE":
+            server.respond(inc, make_response(inc.request, 180, to_tag="s1"))
+        else:
+            server.respond(inc, make_response(inc.request, 200))
+
+    server = Endpoint(loop, on_request=on_request, timers=FAST)
+    server.transports.add_udp("127.0.0.1", 0)
+    port = server.transports.info(0).local_port
+    c = client(loop)
+    invite = options(f"sip:bob@127.0.0.1:{port}")
+    invite.method = "INVITE"
+    invite.headers.set("CSeq", "1 INVITE")
+    res = Result()
+    out = c.send_request(invite, res.responses.append, res.failures.append)
+    c.cancel(out)  # the target is not known yet: nothing has been sent
+    assert loop.run_until(lambda: "CANCEL" in seen, timeout=5)
+    c.close()
+    server.close()
