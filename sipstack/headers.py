@@ -1,0 +1,493 @@
+"""Header fields: the ordered multi-map ``Headers`` and typed header values.
+
+Typed values (``NameAddr``, ``Via``, ``CSeq``) are dataclasses with ``parse``
+classmethods raising :class:`SipParseError` and a ``__str__`` that serializes
+them back to a header value. Parameter names are lower-cased; parameter values
+are kept as written (a quoted value keeps its quotes, so it serializes back
+unchanged).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Self, TypeVar
+
+from . import _grammar as g
+from .errors import SipParseError
+from .uri import URI, parse_uri
+
+__all__ = [
+    "CSeq",
+    "Headers",
+    "NameAddr",
+    "Via",
+    "canonical_name",
+    "quote",
+    "split_list",
+    "unquote",
+]
+
+T = TypeVar("T")
+
+# Canonical spelling of well-known header names, keyed by lower-case name,
+# including the compact forms (RFC 3261 7.3.3 / 20, RFC 3265, RFC 3515, RFC 4028).
+_CANONICAL: dict[str, str] = {
+    n.lower(): n
+    for n in (
+        "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info",
+        "Allow", "Allow-Events", "Authentication-Info", "Authorization", "Call-ID",
+        "Call-Info", "Contact", "Content-Disposition", "Content-Encoding",
+        "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info",
+        "Event", "Expires", "From", "Identity", "Identity-Info", "In-Reply-To",
+        "Max-Forwards", "MIME-Version", "Min-Expires", "Min-SE", "Organization",
+        "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Priority", "Privacy",
+        "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck", "Reason",
+        "Record-Route", "Refer-To", "Referred-By", "Reject-Contact", "Replaces",
+        "Reply-To", "Request-Disposition", "Require", "Retry-After", "Route", "RSeq",
+        "Server", "Service-Route", "Session-Expires", "SIP-ETag", "SIP-If-Match",
+        "Subject", "Subscription-State", "Supported", "Timestamp", "To", "Unsupported",
+        "User-Agent", "Via", "Warning", "WWW-Authenticate",
+    )
+}  # fmt: skip
+_COMPACT = {
+    "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "d": "Request-Disposition",
+    "e": "Content-Encoding", "f": "From", "i": "Call-ID", "j": "Reject-Contact",
+    "k": "Supported", "l": "Content-Length", "m": "Contact", "n": "Identity-Info",
+    "o": "Event", "r": "Refer-To", "s": "Subject", "t": "To", "u": "Allow-Events",
+    "v": "Via", "x": "Session-Expires", "y": "Identity",
+}  # fmt: skip
+_CANONICAL.update(_COMPACT)
+# name as commonly written -> canonical, to skip .lower() on the hot path.
+_FAST = dict(_CANONICAL)
+_FAST.update({n: n for n in _CANONICAL.values()})
+_FAST.update({c.upper(): n for c, n in _COMPACT.items()})
+
+# Headers whose value is a comma-separated list (RFC 3261 7.3.1); get_all splits them.
+LIST_HEADERS = frozenset(
+    (
+        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
+        "Call-Info", "Contact", "Content-Encoding", "Content-Language", "Error-Info",
+        "In-Reply-To", "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Proxy-Require",
+        "Record-Route", "Require", "Route", "Service-Route", "Supported", "Unsupported",
+        "Via", "Warning",
+    )
+)  # fmt: skip
+
+
+def canonical_name(name: str) -> str:
+    """The canonical long form of a header name (``v`` -> ``Via``); unknown names as given."""
+    known = _FAST.get(name)
+    if known is not None:
+        return known
+    return _CANONICAL.get(name.lower(), name)
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma-separated header value; commas inside quotes or <> do not split."""
+    if '"' not in value and "<" not in value:
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [item.strip() for item in g.LIST_ITEM_RE.findall(value) if item.strip()]
+
+
+def unquote(value: str) -> str:
+    """Remove the quotes and quoted-pair escapes of a quoted-string; other text as is."""
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        inner = value[1:-1]
+        return re.sub(r"\\(.)", r"\1", inner, flags=re.S) if "\\" in inner else inner
+    return value
+
+
+def quote(value: str) -> str:
+    """Make a quoted-string, escaping ``"`` and ``\\`` (RFC 3261 25.1 quoted-pair)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _split_params(text: str) -> dict[str, str | None]:
+    """``;a=b ; c`` (leading ';' optional) -> ordered dict, names lower-cased."""
+    params: dict[str, str | None] = {}
+    parts = text.split(";") if '"' not in text else _split_quoted(text, ";")
+    for part in parts:
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if name:
+            params[name.lower()] = value.strip() if eq else None
+    return params
+
+
+def _fast_params(text: str) -> dict[str, str | None]:
+    """``;a=b;c`` matched by a fast pattern (no whitespace) -> ordered dict."""
+    if '"' in text:
+        return _split_params(text)
+    params: dict[str, str | None] = {}
+    for part in text[1:].split(";"):
+        name, eq, value = part.partition("=")
+        params[name.lower()] = value if eq else None
+    return params
+
+
+def _split_quoted(text: str, sep: str) -> list[str]:
+    out: list[str] = []
+    start = 0
+    in_quote = False
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if in_quote:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+        elif ch == sep:
+            out.append(text[start:i])
+            start = i + 1
+        i += 1
+    out.append(text[start:])
+    return out
+
+
+def _format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+# -- typed values ----------------------------------------------------------------
+
+# The usual shapes, a subset of the full grammar (no escapes, no odd spacing).
+_FAST_ADDRESS_RE = re.compile(
+    rf'(?:"([^"\\\x00-\x1f\x7f]*)" ?|([{g.TOKEN_CHARS}]+(?: [{g.TOKEN_CHARS}]+)*) ?)?'
+    rf"<({g.F_SIP_URI})>({g.F_PARAMS})|({g.F_SIP_URI_NB})({g.F_PARAMS})"
+)
+_NAME_ADDR_RE = re.compile(
+    rf"(?:({g.QSTRING})|({g.TOKEN}(?:{g.LWS}{g.TOKEN})*))?{g.WS}<([^>]*)>{g.WS}(.*)",
+    re.S,
+)
+
+
+@dataclass(slots=True)
+class NameAddr:
+    """An address with optional display name and header parameters (RFC 3261 20.10).
+
+    Used for From, To, Contact, Route and Record-Route. ``display_name`` is
+    unquoted; ``params`` are header parameters (``tag``, ``expires``, ``q``...).
+    """
+
+    uri: URI
+    display_name: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str | None:
+        """The ``tag`` parameter (RFC 3261 19.3), or None."""
+        return self.params.get("tag")
+
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """Parse one name-addr or addr-spec with parameters."""
+        m = _FAST_ADDRESS_RE.fullmatch(value)
+        if m is not None:
+            quoted, tokens, uri_text, params, spec, spec_params = m.groups()
+            if uri_text is None:
+                uri_text, params = spec, spec_params
+            # The fast pattern admits no escapes and single spaces only.
+            name = quoted if quoted is not None else tokens
+            return cls(parse_uri(uri_text), name, _fast_params(params) if params else {})
+        value = value.strip()
+        if not g.ADDRESS_RE.fullmatch(value):
+            raise SipParseError(f"malformed address {value[:80]!r}")
+        m = _NAME_ADDR_RE.fullmatch(value)
+        if m is not None:
+            quoted, tokens, uri_text, rest = m.groups()
+            if quoted is not None:
+                display: str | None = unquote(quoted)
+            elif tokens is not None:
+                display = " ".join(tokens.split())
+            else:
+                display = None
+            return cls(parse_uri(uri_text), display, _split_params(rest) if rest else {})
+        # addr-spec form: ';' starts header parameters (RFC 3261 20.10).
+        uri_text, _, rest = value.partition(";")
+        return cls(parse_uri(uri_text.strip()), None, _split_params(rest) if rest else {})
+
+    @classmethod
+    def parse_list(cls, value: str) -> list[Self]:
+        """Parse a comma-separated list (Contact, Route, Record-Route)."""
+        return [cls.parse(item) for item in split_list(value)]
+
+    def with_tag(self, tag: str) -> NameAddr:
+        """A copy with the ``tag`` parameter set."""
+        params = dict(self.params)
+        params["tag"] = tag
+        return NameAddr(self.uri, self.display_name, params)
+
+    def __str__(self) -> str:
+        head = (
+            f"<{self.uri}>"
+            if self.display_name is None
+            else f"{quote(self.display_name)} <{self.uri}>"
+        )
+        return head + _format_params(self.params) if self.params else head
+
+
+_FAST_VIA_RE = re.compile(rf"SIP/2\.0/([A-Za-z]+) ({g.F_HOST})(?::({g.F_PORT}))?({g.F_PARAMS})")
+_VIA_RE = re.compile(
+    rf"({g.TOKEN}{g.SLASH}{g.TOKEN}){g.SLASH}({g.TOKEN}){g.LWS}({g.HOST})(?:{g.COLON}({g.PORT}))?{g.WS}(.*)",
+    re.S,
+)
+
+
+@dataclass(slots=True)
+class Via:
+    """One Via value (RFC 3261 20.42, 18.2.1). ``transport`` is upper-case (``UDP``)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        """The ``branch`` parameter (RFC 3261 8.1.1.7), or None (RFC 2543 peers)."""
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        """The ``received`` parameter (RFC 3261 18.2.1), brackets of IPv6 removed."""
+        value = self.params.get("received")
+        if value and value[0] == "[":
+            return value[1:-1]
+        return value
+
+    @property
+    def rport(self) -> int | None:
+        """The ``rport`` value filled in by a server (RFC 3581), or None."""
+        value = self.params.get("rport")
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def rport_requested(self) -> bool:
+        """True when a bare ``;rport`` asks the server to fill it in (RFC 3581 3)."""
+        return "rport" in self.params and self.params["rport"] is None
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        """``(host, port)`` as the sender wrote them; IPv6 without brackets."""
+        return self.host, self.port
+
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """Parse one via-parm."""
+        m = _FAST_VIA_RE.fullmatch(value)
+        if m is not None:
+            transport, host, port, params = m.groups()
+            return cls(
+                transport.upper(),
+                host.lower(),
+                None if port is None else int(port),
+                _fast_params(params) if params else {},
+            )
+        value = value.strip()
+        if not g.VIA_LIST_RE.fullmatch(value) or "," in _strip_quoted(value):
+            raise SipParseError(f"malformed Via {value[:80]!r}")
+        m = _VIA_RE.fullmatch(value)
+        if m is None:  # pragma: no cover - VIA_LIST_RE accepted it
+            raise SipParseError(f"malformed Via {value[:80]!r}")
+        protocol, transport, host, port, rest = m.groups()
+        if host[0] == "[":
+            host = host[1:-1]
+        port_num = int(port) if port is not None else None
+        protocol = "".join(protocol.split()).upper()
+        return cls(
+            transport.upper(),
+            host.lower(),
+            port_num,
+            _split_params(rest) if rest else {},
+            protocol,
+        )
+
+    @classmethod
+    def parse_list(cls, value: str) -> list[Self]:
+        """Parse a comma-separated Via value."""
+        return [cls.parse(item) for item in split_list(value)]
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        sent_by = host if self.port is None else f"{host}:{self.port}"
+        return f"{self.protocol}/{self.transport} {sent_by}{_format_params(self.params)}"
+
+
+def _strip_quoted(value: str) -> str:
+    return re.sub(g.QSTRING, "", value) if '"' in value else value
+
+
+@dataclass(slots=True)
+class CSeq:
+    """The CSeq header (RFC 3261 20.16): sequence number and method."""
+
+    seq: int
+    method: str
+
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """Parse ``"<seq> <METHOD>"``; the number must fit in 32 bits (RFC 3261 8.1.1.5)."""
+        m = g.CSEQ_RE.fullmatch(value.strip())
+        if m is None:
+            raise SipParseError(f"malformed CSeq {value[:80]!r}")
+        seq = int(m.group(1))
+        if seq > 0xFFFFFFFF:
+            raise SipParseError(f"CSeq number {m.group(1)[:30]} does not fit in 32 bits")
+        return cls(seq, m.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+# -- the multi-map -------------------------------------------------------------------
+
+
+class Headers:
+    """An ordered multi-map of ``(name, value)`` header fields.
+
+    Known names are stored in their canonical long form (``v`` -> ``Via``);
+    unknown names are kept verbatim and in order. Look-ups are
+    case-insensitive. Typed views of a header (see :meth:`typed`) are cached
+    and dropped when that header changes.
+    """
+
+    __slots__ = ("_items", "_cache")
+
+    def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
+        # (lower-case key, name as stored, value)
+        self._items: list[tuple[str, str, str]] = []
+        self._cache: dict[str, dict[Callable[[Headers], Any], Any]] = {}
+        if items is not None:
+            for name, value in items:
+                self.add(name, value)
+
+    @classmethod
+    def _from_parsed(cls, items: list[tuple[str, str, str]]) -> Headers:
+        """Adopt ``(key, name, value)`` triples built by the parser (no re-checks)."""
+        self = cls.__new__(cls)
+        self._items = items
+        self._cache = {}
+        return self
+
+    @staticmethod
+    def _key(name: str) -> str:
+        known = _FAST.get(name)
+        if known is not None:
+            return known.lower()
+        lower = name.lower()
+        known = _CANONICAL.get(lower)
+        return known.lower() if known is not None else lower
+
+    @staticmethod
+    def _check(name: str, value: str) -> None:
+        # The caller's misuse, not a peer's: raise ValueError, never SipParseError.
+        if not g.TOKEN_RE.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not a token")
+        if "\r" in value or "\n" in value or "\x00" in value:
+            raise ValueError(f"header {name} value contains CR, LF or NUL")
+
+    def get(self, name: str) -> str | None:
+        """The first value of ``name``, or None."""
+        return self._first(self._key(name))
+
+    def _first(self, key: str) -> str | None:
+        for k, _, v in self._items:
+            if k == key:
+                return v
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """All values of ``name`` in order; comma lists are split for list headers."""
+        key = self._key(name)
+        values = [v for k, _, v in self._items if k == key]
+        if canonical_name(name) in LIST_HEADERS:
+            return [item for v in values for item in split_list(v)]
+        return values
+
+    def set(self, name: str, value: str) -> None:
+        """Replace all ``name`` fields with one (kept at the first one's position)."""
+        self._check(name, value)
+        key = self._key(name)
+        entry = (key, canonical_name(name), value)
+        items = self._items
+        for i, item in enumerate(items):
+            if item[0] == key:
+                items[i] = entry
+                self._items = items[: i + 1] + [it for it in items[i + 1 :] if it[0] != key]
+                break
+        else:
+            items.append(entry)
+        self._cache.pop(key, None)
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field."""
+        self._check(name, value)
+        key = self._key(name)
+        self._items.append((key, canonical_name(name), value))
+        self._cache.pop(key, None)
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert a field before all others (a proxy's or UAC's new top Via)."""
+        self._check(name, value)
+        key = self._key(name)
+        self._items.insert(0, (key, canonical_name(name), value))
+        self._cache.pop(key, None)
+
+    def remove(self, name: str) -> None:
+        """Delete every ``name`` field (no error if absent)."""
+        key = self._key(name)
+        self._items = [it for it in self._items if it[0] != key]
+        self._cache.pop(key, None)
+
+    def typed(self, name: str, parse: Callable[[Headers], T]) -> T:
+        """``parse(self)``, cached until header ``name`` changes.
+
+        The typed accessors of messages use this; a cached value is a view, so
+        change a header through :meth:`set` / :meth:`add`, not by mutating it.
+        """
+        return self._typed(self._key(name), parse)
+
+    def _typed(self, key: str, parse: Callable[[Headers], T]) -> T:
+        """:meth:`typed` for a key already lower-cased and canonical."""
+        slot = self._cache.get(key)
+        if slot is None:
+            value = parse(self)
+            self._cache[key] = {parse: value}
+            return value
+        if parse in slot:  # not try/except: a raised KeyError costs more than a parse
+            return slot[parse]  # type: ignore[no-any-return]
+        value = slot[parse] = parse(self)
+        return value
+
+    def copy(self) -> Headers:
+        """An independent copy (typed views are not shared)."""
+        return Headers._from_parsed(list(self._items))
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = self._key(name)
+        return any(k == key for k, _, _ in self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((n, v) for _, n, v in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
