@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hal.audio import AudioConfig  # noqa: E402
 from hal.voice import VoiceConfig, VoiceProcessor  # noqa: E402
+from sipstack.codecs import default_registry  # noqa: E402
 
 FloatArray = np.ndarray
 
@@ -235,8 +236,8 @@ class CpuResult:
     """CPU cost of the voice chain per second of audio."""
 
     sample_rate: int
-    capture_cpu_ms_per_s: float  # echo canceller + preprocessor (NS, AGC, residual)
-    playback_cpu_ms_per_s: float  # canceller reference queueing
+    capture_cpu_ms_per_s: float  # echo canceller + preprocessor (NS, AGC, residual) + encode
+    playback_cpu_ms_per_s: float  # decode + canceller reference queueing
     capture_percent_core: float
 
 
@@ -250,13 +251,17 @@ def measure_cpu(rate: int, seconds: float = 20.0, filter_ms: int = 160) -> CpuRe
     far_frames = [far[i * fs : (i + 1) * fs].tobytes() for i in range(frames)]
     mic_frames = [mic[i * fs : (i + 1) * fs].tobytes() for i in range(frames)]
     proc = VoiceProcessor(audio, VoiceConfig(filter_ms=filter_ms))
+    # the codec of a call at that rate: G.711 (PCMU) at 8 kHz, G.722 at 16 kHz
+    codec = default_registry().create("PCMU" if rate == 8000 else "G722")
+    payloads = [codec.encode(f) for f in far_frames]
+    codec.reset()
     play_cpu = 0.0
     cap_cpu = 0.0
-    for f, m in zip(far_frames, mic_frames, strict=True):
+    for p, m in zip(payloads, mic_frames, strict=True):
         t0 = time.process_time()
-        proc.playback(f)
+        proc.playback(codec.decode(p))  # network -> decode -> speaker (AEC reference)
         t1 = time.process_time()
-        proc.capture(m)
+        codec.encode(proc.capture(m))  # microphone -> AEC/NS/AGC -> encode -> network
         t2 = time.process_time()
         play_cpu += t1 - t0
         cap_cpu += t2 - t1
@@ -288,13 +293,13 @@ def main(argv: list[str] | None = None) -> int:
             f" {r.near_only_sdr_db:14.1f} {r.near_only_level_db:6.1f}   (dB)"
         )
     print()
-    print("rate   capture path (AEC+NS+AGC)   playback path (AEC reference)")
+    print("rate   capture path (AEC+NS+AGC+encode)   playback path (decode+AEC reference)")
+    print("       codec: PCMU at 8 kHz, G.722 at 16 kHz")
     for c in cpus:
         print(
             f"{c.sample_rate:5d}  {c.capture_cpu_ms_per_s:7.2f} ms CPU/s "
             f"({c.capture_percent_core:.2f}% of a core)   {c.playback_cpu_ms_per_s:7.3f} ms CPU/s"
         )
-    print("(G.711 encode/decode not included: no codec module yet)")
     return 0
 
 

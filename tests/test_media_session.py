@@ -1,0 +1,523 @@
+"""MediaSession on real loopback sockets, paced by a real loop timer clock.
+
+Two sessions exchange a 1 kHz tone both ways for about a second per test; the
+received audio is checked with a Goertzel filter. Also: RFC 4733 digits both
+ways, hold (no audio, RTCP goes on), latching to the port a peer really sends
+from, a stray source that must not steal the stream, SRTP, and port allocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import socket
+import wave
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sipstack import codec_g722
+from sipstack.codecs import default_registry
+from sipstack.loop import Loop
+from sipstack.media_factory import CallMediaEvent, RtpMediaFactory, file_endpoint
+from sipstack.media_graph import MediaClock
+from sipstack.media_session import (
+    DtmfNotNegotiatedError,
+    DtmfReceived,
+    MediaEvent,
+    MediaLatched,
+    MediaSession,
+    MediaState,
+    RemoteBye,
+    RtpPortAllocator,
+)
+from sipstack.offer_answer import (
+    CodecSpec,
+    LocalMedia,
+    NegotiatedMedia,
+    create_answer,
+    create_offer,
+    process_answer,
+)
+from sipstack.rtp import build_rtp
+from sipstack.sdp import Direction
+from sipstack.tones import ToneGenerator, ToneSegment, ToneSpec
+from sipstack.wav_io import WavRecorder
+
+PTIME = 0.02
+HOST = "127.0.0.1"
+
+
+def goertzel_power(pcm: bytes, rate: int, freq: float) -> float:
+    """Normalised power of ``freq`` in 16-bit PCM (Goertzel algorithm)."""
+    samples = array("h")
+    samples.frombytes(pcm)
+    coeff = 2.0 * math.cos(2.0 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    n = max(1, len(samples))
+    return (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * n)
+
+
+def tone_dominates(pcm: bytes, rate: int, freq: float = 1000.0) -> bool:
+    """``freq`` carries far more power than other frequencies, and is loud enough."""
+    target = goertzel_power(pcm, rate, freq)
+    probes = (440.0, 600.0, 700.0, 1000.0, 1400.0, 2500.0)
+    others = [goertzel_power(pcm, rate, f) for f in probes if abs(f - freq) > 50]
+    # a -13 dBFS sine of amplitude ~7300 gives (A/2)^2 ~ 1.3e7
+    return target > 1e6 and target > 50 * max(others)
+
+
+class Peer:
+    """One side: a session, a tone source, a record of what it heard and its events."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        ports: RtpPortAllocator,
+        *,
+        codecs: tuple[str, ...] = ("PCMU",),
+        latch_after: int = 4,
+        seed: int = 1,
+    ) -> None:
+        self.events: list[MediaEvent] = []
+        self.registry = default_registry()
+        self.session = MediaSession(
+            loop,
+            self.registry,
+            host=HOST,
+            ports=ports,
+            on_event=self.events.append,
+            rng=random.Random(seed),
+            latch_after=latch_after,
+            rtcp_interval=0.2,
+        )
+        self.codecs = tuple(
+            CodecSpec(info.name, info.clock_rate)
+            for name in codecs
+            if (info := self.registry.find(name)) is not None
+        )
+        self.heard: list[bytes] = []
+        self.tone: ToneGenerator | None = None
+        self.talking = True
+
+    def local(self, direction: Direction = Direction.SENDRECV) -> LocalMedia:
+        return LocalMedia(HOST, self.session.local_port, self.codecs, direction=direction)
+
+    def start_tone(self, freq: int = 1000) -> None:
+        rate = self.session.sample_rate
+        samples = self.session.frame_samples
+        assert rate is not None and samples is not None
+        self.tone = ToneGenerator(rate, samples)
+        self.tone.play(ToneSpec("test", (ToneSegment((freq,), 1000),)))
+
+    def tick(self, now: float) -> None:
+        frame = self.tone.read(now) if self.tone is not None and self.talking else None
+        self.session.write(frame, now)
+        heard = self.session.read(now)
+        self.heard.append(heard if heard is not None else b"")
+
+    def digits(self) -> str:
+        return "".join(e.digit for e in self.events if isinstance(e, DtmfReceived))
+
+
+def negotiate(
+    a: Peer,
+    b: Peer,
+    a_dir: Direction = Direction.SENDRECV,
+    b_dir: Direction = Direction.SENDRECV,
+) -> tuple[NegotiatedMedia, NegotiatedMedia]:
+    """RFC 3264 offer from ``a``, answer from ``b``: both sides' outcomes."""
+    offer = create_offer(a.local(a_dir), 1, 1)
+    answer, for_b = create_answer(offer, b.local(b_dir), 2, 1)
+    for_a = process_answer(offer, answer)
+    assert for_a is not None and for_b is not None
+    return for_a, for_b
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    with Loop() as lp:
+        yield lp
+
+
+@pytest.fixture
+def ports() -> RtpPortAllocator:
+    # a range of its own, away from other tests' ephemeral ports
+    return RtpPortAllocator(47000 + 2 * random.randrange(500), 48999)
+
+
+def run_clock(loop: Loop, peers: list[Peer], seconds: float) -> MediaClock:
+    """Tick every peer once per 20 ms from loop timers for ``seconds`` of loop time."""
+
+    def on_tick(now: float) -> None:
+        for peer in peers:
+            peer.tick(now)
+
+    clock = MediaClock(PTIME, on_tick)
+    clock.start_timer(loop)
+    loop.run_until(lambda: False, seconds)
+    clock.stop()
+    return clock
+
+
+def run_more(loop: Loop, clock: MediaClock, seconds: float) -> None:
+    clock.start_timer(loop)
+    loop.run_until(lambda: False, seconds)
+    clock.stop()
+
+
+def audio_of(peer: Peer, last: int) -> bytes:
+    return b"".join(peer.heard[-last:])
+
+
+def close_all(*peers: Peer) -> None:
+    for peer in peers:
+        peer.session.close()
+
+
+# -- the tone both ways -----------------------------------------------------------------
+
+CODECS = ["PCMU", "PCMA"] + (["G722"] if codec_g722.available() else [])
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_tone_both_ways_at_50_packets_per_second(
+    loop: Loop, ports: RtpPortAllocator, codec: str
+) -> None:
+    a, b = Peer(loop, ports, codecs=(codec,), seed=1), Peer(loop, ports, codecs=(codec,), seed=2)
+    for_a, for_b = negotiate(a, b)
+    assert for_a.codec.name.upper() == codec
+    a.session.apply(for_a)
+    b.session.apply(for_b)
+    a.start_tone()
+    b.start_tone()
+    clock = run_clock(loop, [a, b], 1.5)
+    rate = a.session.sample_rate
+    assert rate == (16000 if codec == "G722" else 8000)
+    for listener in (a, b):
+        # the last half second: the jitter buffer has long started playing
+        assert tone_dominates(audio_of(listener, 25), rate)
+    sa, sb = a.session.stats(), b.session.stats()
+    assert sa.rtp is not None and sb.rtp is not None
+    # one packet per tick each way: 50 packets/s on the clock's 20 ms grid
+    assert sa.rtp.packets_sent == clock.ticks == sb.rtp.packets_sent
+    assert abs(clock.ticks - 1.5 / PTIME) <= 3
+    # loopback loses nothing; at most a packet or two is still in flight
+    assert clock.ticks - 2 <= sb.rtp.packets_received <= sa.rtp.packets_sent
+    assert clock.ticks - 2 <= sa.rtp.packets_received <= sb.rtp.packets_sent
+    assert sb.rtp.cumulative_lost == 0 and sa.rtp.cumulative_lost == 0
+    assert sb.jitter is not None and sb.jitter.played > 0.5 * clock.ticks
+    assert sb.jitter.current_delay < 0.2
+    # RTCP every ~0.2 s: each side has the other's report about its stream, and an RTT
+    assert sa.rtp.rtt is not None and 0 <= sa.rtp.rtt < 0.1
+    assert sb.rtp.remote_cumulative_lost == 0
+    assert sa.codec == codec and sa.direction is Direction.SENDRECV
+    close_all(a, b)
+
+
+def test_close_sends_rtcp_bye_and_releases_the_ports(loop: Loop, ports: RtpPortAllocator) -> None:
+    a, b = Peer(loop, ports, seed=1), Peer(loop, ports, seed=2)
+    for_a, for_b = negotiate(a, b)
+    a.session.apply(for_a)
+    b.session.apply(for_b)
+    run_clock(loop, [a, b], 0.3)
+    port = a.session.local_port
+    a.session.close("bye now")
+    a.session.close()  # idempotent
+    assert a.session.state is MediaState.CLOSED
+    loop.run_until(lambda: any(isinstance(e, RemoteBye) for e in b.events), 1.0)
+    assert RemoteBye("bye now") in b.events
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, port))  # free again
+    b.session.close()
+
+
+# -- DTMF -------------------------------------------------------------------------------
+
+
+def test_dtmf_digits_both_ways_arrive_in_order(loop: Loop, ports: RtpPortAllocator) -> None:
+    a, b = Peer(loop, ports, seed=3), Peer(loop, ports, seed=4)
+    for_a, for_b = negotiate(a, b)
+    assert for_a.telephone_event_pt is not None
+    a.session.apply(for_a)
+    b.session.apply(for_b)
+    a.start_tone()
+    b.start_tone()
+    a.session.send_dtmf("1234#", duration=0.06)
+    b.session.send_dtmf("*90AD", duration=0.06)
+    with pytest.raises(ValueError):
+        a.session.send_dtmf("x")
+    run_clock(loop, [a, b], 1.6)
+    assert b.digits() == "1234#"
+    assert a.digits() == "*90AD"
+    durations = {e.duration_ms for e in b.events if isinstance(e, DtmfReceived)}
+    assert durations == {60}
+    assert a.session.stats().dtmf_received == 5 and a.session.stats().dtmf_sent == 5
+    # the audio carries on around the digits
+    assert tone_dominates(audio_of(a, 10), 8000)
+    close_all(a, b)
+
+
+def test_dtmf_without_telephone_event_raises(loop: Loop, ports: RtpPortAllocator) -> None:
+    a, b = Peer(loop, ports, seed=5), Peer(loop, ports, seed=6)
+    offer = create_offer(dataclasses.replace(a.local(), telephone_event=False), 1, 1)
+    answer, for_b = create_answer(offer, b.local(), 2, 1)
+    assert for_b is not None and for_b.telephone_event_pt is None
+    b.session.apply(for_b)
+    with pytest.raises(DtmfNotNegotiatedError):
+        b.session.send_dtmf("1")
+    close_all(a, b)
+
+
+# -- hold -------------------------------------------------------------------------------
+
+
+def test_hold_stops_audio_and_keeps_rtcp(loop: Loop, ports: RtpPortAllocator) -> None:
+    a, b = Peer(loop, ports, seed=7), Peer(loop, ports, seed=8)
+    for_a, for_b = negotiate(a, b)
+    a.session.apply(for_a)
+    b.session.apply(for_b)
+    a.start_tone()
+    b.start_tone()
+    clock = run_clock(loop, [a, b], 0.6)
+    assert tone_dominates(audio_of(a, 10), 8000)
+    # a puts b on hold (RFC 3264 8.4): a sendonly, b answers recvonly
+    hold_a, hold_b = negotiate(a, b, a_dir=Direction.SENDONLY)
+    assert hold_a.direction is Direction.SENDONLY and hold_b.direction is Direction.RECVONLY
+    a.session.apply(hold_a)
+    b.session.apply(hold_b)
+    before = b.session.stats()
+    rtt_before = a.session.stats()
+    a.heard.clear()
+    run_more(loop, clock, 0.8)
+    after = b.session.stats()
+    assert after.rtp is not None and before.rtp is not None
+    assert after.rtp.packets_sent == before.rtp.packets_sent  # b sends no audio on hold
+    assert after.direction is Direction.RECVONLY
+    # a hears nothing (silence), b still hears a's music on hold
+    assert all(f == b"" for f in a.heard[10:])
+    assert tone_dominates(audio_of(b, 10), 8000)
+    # RTCP kept flowing both ways: b's reports still reach a
+    a_rtp = a.session.stats().rtp
+    assert a_rtp is not None and rtt_before.rtp is not None
+    assert a_rtp.remote_jitter is not None
+    # both inactive: no audio either way, RTCP still runs
+    off_a, off_b = negotiate(a, b, a_dir=Direction.INACTIVE)
+    a.session.apply(off_a)
+    b.session.apply(off_b)
+    sent_a = a.session.stats().rtp
+    b.heard.clear()
+    run_more(loop, clock, 0.5)
+    assert all(f == b"" for f in b.heard[5:])
+    now_a = a.session.stats().rtp
+    assert sent_a is not None and now_a is not None
+    assert now_a.packets_sent == sent_a.packets_sent
+    # unhold: audio comes back
+    on_a, on_b = negotiate(a, b)
+    a.session.apply(on_a)
+    b.session.apply(on_b)
+    run_more(loop, clock, 0.8)
+    assert tone_dominates(audio_of(a, 10), 8000)
+    assert tone_dominates(audio_of(b, 10), 8000)
+    close_all(a, b)
+
+
+# -- latching and strangers ---------------------------------------------------------------
+
+
+def test_latches_to_the_port_the_peer_really_sends_from(
+    loop: Loop, ports: RtpPortAllocator
+) -> None:
+    a, b = Peer(loop, ports, seed=9), Peer(loop, ports, seed=10, latch_after=4)
+    for_a, for_b = negotiate(a, b)
+    # b was told a wrong port for a (a NAT rewrote it): b's packets go nowhere
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dead:
+        dead.bind((HOST, 0))
+        wrong = dead.getsockname()[1]
+        b.session.apply(dataclasses.replace(for_b, remote_port=wrong, remote_rtcp_port=wrong))
+        a.session.apply(for_a)
+        a.start_tone()
+        b.start_tone()
+        run_clock(loop, [a, b], 1.2)
+        dead.setblocking(False)
+        misdirected = 0
+        while True:
+            try:
+                dead.recv(2048)
+            except BlockingIOError:
+                break
+            misdirected += 1
+    real = (HOST, a.session.local_port)
+    latched = [e for e in b.events if isinstance(e, MediaLatched)]
+    assert latched == [MediaLatched(real)]
+    # b sent to the SDP port only until a's 4th packet in sequence latched it
+    assert 1 <= misdirected <= 6
+    stats = b.session.stats()
+    assert stats.remote_rtp == real
+    assert stats.rtp is not None and stats.rtp.rejected == 3  # probation: 3 dropped
+    # symmetric RTP: a hears b's tone, coming from b's receive port
+    assert tone_dominates(audio_of(a, 25), 8000)
+    close_all(a, b)
+
+
+def test_stray_source_is_ignored(loop: Loop, ports: RtpPortAllocator) -> None:
+    a, b = Peer(loop, ports, seed=11), Peer(loop, ports, seed=12)
+    for_a, for_b = negotiate(a, b)
+    a.session.apply(for_a)
+    b.session.apply(for_b)
+    a.start_tone()
+    stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stray.bind((HOST, 0))
+    seq = [0]
+    noise = bytes([0x00, 0x80] * 80)  # loud PCMU garbage, in sequence, from elsewhere
+
+    def tick_with_stray(now: float) -> None:
+        a.tick(now)
+        b.tick(now)
+        if now > 0.3 + start:  # after the real source is established
+            stray.sendto(
+                build_rtp(0, seq[0], seq[0] * 160, 0xBADBAD, noise), (HOST, b.session.local_port)
+            )
+            seq[0] += 1
+
+    start = loop.time()
+    clock = MediaClock(PTIME, tick_with_stray)
+    clock.start_timer(loop)
+    loop.run_until(lambda: False, 1.5)
+    clock.stop()
+    stray_addr = stray.getsockname()
+    stray.close()
+    assert seq[0] > 30
+    assert not any(isinstance(e, MediaLatched) and e.addr == stray_addr for e in b.events)
+    stats = b.session.stats()
+    assert stats.rtp is not None and stats.rtp.rejected >= seq[0] - 1
+    assert stats.remote_rtp == (HOST, a.session.local_port)
+    assert tone_dominates(audio_of(b, 25), 8000)
+    close_all(a, b)
+
+
+# -- SRTP -------------------------------------------------------------------------------
+
+
+def test_srtp_protects_both_ways_and_drops_plain_rtp(loop: Loop, ports: RtpPortAllocator) -> None:
+    srtp = pytest.importorskip("sipstack.srtp")
+    a, b = Peer(loop, ports, seed=13), Peer(loop, ports, seed=14)
+    for_a, for_b = negotiate(a, b)
+    key_a = srtp.generate_crypto(srtp.CryptoSuite.AES_CM_128_HMAC_SHA1_80, 1)
+    key_b = srtp.generate_crypto(srtp.CryptoSuite.AES_CM_128_HMAC_SHA1_80, 1)
+    a.session.apply(for_a, srtp.SrtpContext(key_a, key_b))
+    b.session.apply(for_b, srtp.SrtpContext(key_b, key_a))
+    a.start_tone()
+    b.start_tone()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        for i in range(5):
+            plain.sendto(build_rtp(0, i, i * 160, 1234, bytes(160)), (HOST, b.session.local_port))
+        run_clock(loop, [a, b], 1.2)
+    assert tone_dominates(audio_of(a, 25), 8000)
+    assert tone_dominates(audio_of(b, 25), 8000)
+    assert b.session.stats().srtp_failures == 5
+    close_all(a, b)
+
+
+# -- ports ------------------------------------------------------------------------------
+
+
+def test_port_allocator_skips_taken_ports_and_pairs_even_odd() -> None:
+    base = 46000 + 2 * random.randrange(400)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((HOST, base + 1))  # the RTCP half of the first pair is taken
+        alloc = RtpPortAllocator(base, base + 7)
+        rtp, rtcp = alloc.bind(HOST)
+        assert rtp.getsockname()[1] == base + 2 and rtcp.getsockname()[1] == base + 3
+        rtp2, rtcp2 = alloc.bind(HOST)  # continues after the last pair
+        assert rtp2.getsockname()[1] == base + 4
+        rtp3, rtcp3 = alloc.bind(HOST)
+        assert rtp3.getsockname()[1] == base + 6
+        with pytest.raises(OSError, match="no free RTP port pair"):
+            alloc.bind(HOST)
+        for s in (rtp, rtcp, rtp2, rtcp2, rtp3, rtcp3):
+            s.close()
+    assert RtpPortAllocator(40001, 40010).first == 40002
+    with pytest.raises(ValueError):
+        RtpPortAllocator(5000, 4000)
+
+
+def test_apply_after_close_is_a_bug(loop: Loop, ports: RtpPortAllocator) -> None:
+    a, b = Peer(loop, ports, seed=15), Peer(loop, ports, seed=16)
+    for_a, _ = negotiate(a, b)
+    a.session.close()
+    with pytest.raises(RuntimeError):
+        a.session.apply(for_a)
+    assert a.session.read(loop.time()) is None
+    b.session.close()
+
+
+# -- the factory: calls plugged into the audio graph ----------------------------------------
+
+
+def _read_wav(path: Path) -> tuple[int, bytes]:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getframerate(), wav.readframes(wav.getnframes())
+
+
+@pytest.mark.parametrize("codec", ["PCMU"] + (["G722"] if codec_g722.available() else []))
+def test_factory_call_between_two_file_endpoints(
+    loop: Loop, ports: RtpPortAllocator, tmp_path: Path, codec: str
+) -> None:
+    rate, frame = 16000, 320
+    ends = {
+        "a": file_endpoint(rate, frame, tone_hz=1000, record=tmp_path / "a.wav"),
+        "b": file_endpoint(rate, frame, tone_hz=600, record=tmp_path / "b.wav"),
+    }
+    events: list[CallMediaEvent] = []
+    fa, fb = (
+        RtpMediaFactory(
+            loop,
+            ports=ports,
+            codecs=(codec,),
+            endpoint=ends[name],
+            rtcp_interval=0.2,
+            rng=random.Random(seed),
+            on_event=events.append,
+        )
+        for name, seed in (("a", 21), ("b", 22))
+    )
+    digits: list[tuple[int, str, int]] = []
+    fa.on_dtmf = lambda call, digit, ms: digits.append((call, digit, ms))
+    local_a = fa.create_local_media(3)
+    assert fa.create_local_media(3).port == local_a.port  # one socket pair per call
+    assert [c.name for c in local_a.codecs] == [codec]
+    local_b = fb.create_local_media(0)
+    offer = create_offer(local_a, 1, 1)
+    answer, for_b = create_answer(offer, local_b, 2, 1)
+    for_a = process_answer(offer, answer)
+    assert for_a is not None and for_b is not None
+    fa.on_negotiated(3, for_a)
+    fb.on_negotiated(0, for_b)
+    assert fb.send_dtmf(0, "7*") and not fb.send_dtmf(9, "1")
+    loop.run_until(lambda: False, 1.5)
+    stats = fa.rtp_stats(3)
+    assert stats is not None and stats.codec == codec and stats.rtp is not None
+    assert stats.rtp.packets_received > 60
+    assert fa.slot(3) is not None and fa.session(3) is not None
+    fa.close(3)
+    fb.close_all()
+    assert fa.session(3) is None and fa.rtp_stats(3) is None
+    for end in ends.values():
+        assert isinstance(end.sink, WavRecorder)
+        end.sink.close()
+        assert end.sink.wait_closed(5.0)
+    # a hears b's 600 Hz and b hears a's 1 kHz, through codec and resampler
+    got_rate, heard_a = _read_wav(tmp_path / "a.wav")
+    assert got_rate == rate
+    tail_a = heard_a[-2 * rate // 2 :]  # the last half second
+    assert tone_dominates(tail_a, rate, 600.0)
+    _, heard_b = _read_wav(tmp_path / "b.wav")
+    assert tone_dominates(heard_b[-2 * rate // 2 :], rate, 1000.0)
+    assert [d for _, d, _ in digits] == ["7", "*"] and {c for c, _, _ in digits} == {3}
+    assert any(e.call_id == 3 and isinstance(e.event, DtmfReceived) for e in events)
