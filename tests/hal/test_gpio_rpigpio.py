@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.hal.fake_rpigpio import BCM, BOTH, HIGH, IN, LOW, OUT, PUD_DOWN, PUD_UP, FakeGPIO
 
 from hal.gpio import (
     FAST_BLINK,
@@ -33,6 +32,7 @@ from hal.gpio import (
 )
 from hal.rpigpio import GpioUnavailableError, RpiGpioBoard
 from sipstack.loop import Loop
+from tests.hal.fake_rpigpio import BCM, BOTH, HIGH, IN, LOW, OUT, PUD_DOWN, PUD_UP, FakeGPIO
 
 DOOR, CALL, RING_LED, STATUS_LED, STRIKE = 17, 27, 22, 23, 24
 
