@@ -125,6 +125,10 @@ class Endpoint:
         self._timer: TimerHandle | None = None
         self._timer_at: float | None = None
         self._pumping = False
+        #: ``admit(request, peer)`` -> False drops a request silently before a
+        #: transaction is made (SIP scanners learn nothing); see ``refused``
+        self.admit: Callable[[Request, Peer], bool] | None = None
+        self.refused = 0
 
     # -- requests we send -------------------------------------------------------------
 
@@ -318,6 +322,13 @@ class Endpoint:
         self._pump()
 
     def _on_message(self, message: Request | Response, peer: Peer) -> None:
+        if (
+            isinstance(message, Request)
+            and self.admit is not None
+            and not self.admit(message, peer)
+        ):
+            self.refused += 1  # dropped before any transaction exists: no 100, no trace
+            return
         if isinstance(message, Request) and message.method != "ACK":
             key = server_key(message)
             self._server_peer.setdefault(key, peer)

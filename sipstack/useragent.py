@@ -102,6 +102,7 @@ class UserAgent:
         #: checks (the call layer claims INVITE, in-dialog requests, CANCEL); a
         #: handler returns True when it took the request
         self._request_handlers: list[Callable[[int, IncomingRequest], bool]] = []
+        self._request_filters: list[Callable[[IncomingRequest], Response | None]] = []
 
     # -- transports (pjsua_transport_*) ---------------------------------------------------
 
@@ -517,6 +518,11 @@ class UserAgent:
 
     def _on_request(self, inc: IncomingRequest) -> None:
         request = inc.request
+        for screen in self._request_filters:
+            answer = screen(inc)
+            if answer is not None:
+                self._respond(inc, answer)  # e.g. 403 to a caller we do not know
+                return
         rejection = self.policy.check(request)
         if rejection is not None:
             self._respond(inc, rejection)
@@ -595,6 +601,16 @@ class UserAgent:
         chose; it returns True when it took (and will answer) the request.
         """
         self._request_handlers.append(handler)
+
+    def add_request_filter(self, screen: Callable[[IncomingRequest], Response | None]) -> None:
+        """Screen every request before anything else looks at it.
+
+        ``screen(incoming)`` returns None to let the request through, or the
+        response to answer it with (the firmware's "only from our registrars
+        and allowed peers" rule answers 403). To drop silently instead, set
+        ``endpoint.admit``.
+        """
+        self._request_filters.append(screen)
 
     def respond(self, inc: IncomingRequest, response: Response) -> None:
         """Answer a request, adding a To tag to non-100 answers (RFC 3261 8.2.6.2)."""

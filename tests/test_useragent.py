@@ -273,10 +273,45 @@ def test_udp_keepalives_follow_the_registration_flow(loop: Loop) -> None:
             registrar.sendto(resp.to_bytes(), addr)
 
         loop.add_reader(registrar, on_datagram)
-        acc = ua.acc_add(AccountConfig(id="<sip:kay@127.0.0.1>", reg_uri=f"sip:127.0.0.1:{port}",
-                                       ka_interval=1))
+        acc = ua.acc_add(
+            AccountConfig(id="<sip:kay@127.0.0.1>", reg_uri=f"sip:127.0.0.1:{port}", ka_interval=1)
+        )
         assert loop.run_until(lambda: len(keepalives) >= 2, timeout=5)
         assert keepalives[0] == b"\r\n"  # ka_data default
         assert ua.acc_get_info(acc).status == 200
         loop.remove_reader(registrar)
+    ua.shutdown(timeout=0)
+
+
+def test_request_filter_answers_403_and_admit_drops(loop: Loop) -> None:
+    from sipstack.message import make_response
+
+    ua, _, tid = make_ua(loop)
+    ua.acc_add_local(tid)
+    port = ua.endpoint.transports.info(tid).local_port
+    ua.add_request_filter(
+        lambda inc: (
+            make_response(inc.request, 403) if "evil" in str(inc.request.from_.uri) else None
+        )
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        wport = peer.getsockname()[1]
+
+        def options(user: str, branch: str) -> bytes:
+            return (
+                f"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{wport};"
+                f"branch=z9hG4bK{branch};rport\r\nFrom: <sip:{user}@h>;tag=1\r\n"
+                "To: <sip:x@127.0.0.1>\r\nCall-ID: f1\r\nCSeq: 1 OPTIONS\r\n"
+                "Max-Forwards: 70\r\n\r\n"
+            ).encode()
+
+        ok = _exchange(loop, peer, options("friend", "a1"), port)
+        assert ok is not None and ok.status == 200
+        bad = _exchange(loop, peer, options("evil", "a2"), port)
+        assert bad is not None and bad.status == 403
+        ua.endpoint.admit = lambda req, src: "evil" not in str(req.from_.uri)
+        assert _exchange(loop, peer, options("evil", "a3"), port) is None
+        assert ua.endpoint.refused == 1
     ua.shutdown(timeout=0)
