@@ -90,6 +90,8 @@ class Account:
         self.last_reg_event: RegStateChanged | None = None
         self._ka_timer: TimerHandle | None = None
         self._starting = False
+        self._waiting = False  # no route to the registrar yet
+        self._retry_start: TimerHandle | None = None
 
     # -- identity -------------------------------------------------------------------
 
@@ -120,6 +122,9 @@ class Account:
         """Begin registering (once the registrar's address is known, for the Contact)."""
         if not self.has_registration or self._starting:
             return
+        if self._retry_start is not None:
+            self._retry_start.cancel()
+            self._retry_start = None
         if self.registration is not None:
             self.registration.refresh(self.endpoint.loop.time())
             self._pump_reg()
@@ -136,21 +141,55 @@ class Account:
             or ("tls" if registrar.scheme == "sips" else "udp")
         )
         host = first_hop.params.get("maddr") or first_hop.host
-        if is_ip_literal(host) or self.endpoint.resolver is None:
-            self._create_registration(contact_source(transport, host))
+        if is_ip_literal(host):
+            self._begin(contact_source, transport, host)
+            return
+        if self.endpoint.resolver is None:
+            # no resolver: never look a name up in the loop; the default route decides
+            self._begin(contact_source, transport, "192.0.2.1")
             return
         self._starting = True
 
         def resolved(result: object) -> None:
             self._starting = False
-            if isinstance(result, list) and result:
-                self._create_registration(contact_source(transport, str(result[0])))
-            else:
-                # The registrar's name does not resolve yet: register with the
-                # default-route address; a failure retries on schedule.
-                self._create_registration(contact_source(transport, "192.0.2.1"))
+            # An unresolvable registrar name still gets a REGISTER (whose failure
+            # retries on schedule); the default-route address goes in the Contact.
+            remote = str(result[0]) if isinstance(result, list) and result else "192.0.2.1"
+            self._begin(contact_source, transport, remote)
 
         self.endpoint.resolver.resolve_host(host, resolved)
+
+    def _begin(
+        self, contact_source: Callable[[str, str], ContactSource], transport: str, remote: str
+    ) -> None:
+        """Create the registration once we know our address towards the registrar."""
+        try:
+            source = contact_source(transport, remote)
+        except ValueError as exc:
+            # No route yet (a door station booting before its network is up) or no
+            # transport: say so once, then try again on the retry schedule and on
+            # every network change.
+            if not self._waiting:
+                self._waiting = True
+                log.warning("account %d cannot register yet: %s", self.slot, exc)
+                self.emit(
+                    RegStateChanged(
+                        self.slot,
+                        "unregistered",
+                        False,
+                        503,
+                        str(exc),
+                        None,
+                        "waiting for a route to the registrar",
+                    )
+                )
+            delay = self.config.reg_first_retry_interval or self.config.reg_retry_interval or 30
+            self._retry_start = self.endpoint.loop.call_later(
+                min(delay, 30), lambda: self.start_registration(contact_source)
+            )
+            return
+        self._waiting = False
+        self._create_registration(source)
 
     def _create_registration(self, source: ContactSource) -> None:
         cfg = self.config
@@ -266,6 +305,9 @@ class Account:
     def close(self) -> None:
         """Stop every timer (after :meth:`unregister` has finished or timed out)."""
         self._stop_keepalive()
+        if self._retry_start is not None:
+            self._retry_start.cancel()
+            self._retry_start = None
         if self.reg_driver is not None:
             self.reg_driver.close()
         if self.pub_driver is not None:

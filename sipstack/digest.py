@@ -29,7 +29,7 @@ import hashlib
 import logging
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -358,13 +358,25 @@ class _HeaderStore(Protocol):
     def remove(self, name: str) -> object: ...
 
 
+class _UriLike(Protocol):
+    @property
+    def host(self) -> str: ...
+
+
+class _RouteLike(Protocol):
+    @property
+    def uri(self) -> _UriLike: ...
+
+
 class AuthRequest(Protocol):
     """What the authenticator reads from and writes to a request (sipstack.message.Request)."""
 
     @property
     def method(self) -> str: ...
     @property
-    def uri(self) -> object: ...  # str() gives the Request-URI (RFC 3261 22.4: digest-uri)
+    def uri(self) -> _UriLike: ...  # str() gives the Request-URI (RFC 3261 22.4: digest-uri)
+    @property
+    def routes(self) -> Sequence[_RouteLike]: ...
     @property
     def body(self) -> bytes: ...
     @property
@@ -414,10 +426,23 @@ class _Session:
     qop: Qop | None
     credential: CredentialInfo
     cnonce: str
+    server: str  # the host that challenged: where these credentials may go again
     nc: int = 0
 
 
 _NC_MAX = 0xFFFFFFFF  # RFC 7616 3.4: nc is 8 hex digits
+
+
+def _challenger(header: str, request: AuthRequest) -> str:
+    """The host a request's challenge of this kind comes from.
+
+    401 (Authorization) comes from the UAS, named by the Request-URI; 407
+    (Proxy-Authorization) from the proxy at the next hop: the first Route,
+    else the Request-URI.
+    """
+    if header == PROXY_AUTHORIZATION and request.routes:
+        return request.routes[0].uri.host.lower()
+    return request.uri.host.lower()
 
 
 class DigestAuthenticator:
@@ -517,7 +542,14 @@ class DigestAuthenticator:
             if previous is not None:
                 self._check_retry(header, realm, cred, previous, challenge)
             self._sessions[(header, realm)] = _Session(
-                header, realm, challenge, algorithm, qop, cred, self._ids.cnonce()
+                header,
+                realm,
+                challenge,
+                algorithm,
+                qop,
+                cred,
+                self._ids.cnonce(),
+                _challenger(header, request),
             )
             log.debug("digest: %s realm %r answered with %s", header, realm, algorithm.value)
             learned += 1
@@ -594,10 +626,26 @@ class DigestAuthenticator:
 
     # -- producing credentials ---------------------------------------------------
 
-    def credentials_for(self, method: str, uri: str, body: bytes = b"") -> list[AuthHeader]:
-        """Headers for a request, one per cached protection space; nc goes up by one each."""
+    def credentials_for(
+        self,
+        method: str,
+        uri: str,
+        body: bytes = b"",
+        *,
+        servers: Mapping[str, str] | None = None,
+    ) -> list[AuthHeader]:
+        """Headers for a request, one per cached protection space; nc goes up by one each.
+
+        ``servers`` maps each header name to the host the request goes to for it
+        (Authorization: the Request-URI host, the UAS; Proxy-Authorization: the
+        next hop, the proxy). A protection space is only answered for the host
+        that issued its challenge (RFC 7616 3.6, RFC 3261 22.1), so a
+        registrar's credentials never travel to a watcher or a callee.
+        """
         out: list[AuthHeader] = []
         for key, session in list(self._sessions.items()):
+            if servers is not None and servers.get(session.header) != session.server:
+                continue
             if session.nc >= _NC_MAX:
                 del self._sessions[key]  # nonce worn out: let the server challenge again
                 continue
@@ -614,7 +662,13 @@ class DigestAuthenticator:
         ACK, which carries the INVITE's credentials unchanged (RFC 3261 13.2.2.4),
         nor CANCEL, which cannot be challenged (RFC 3261 22.1).
         """
-        headers = self.credentials_for(request.method, str(request.uri), request.body)
+        servers = {
+            AUTHORIZATION: _challenger(AUTHORIZATION, request),
+            PROXY_AUTHORIZATION: _challenger(PROXY_AUTHORIZATION, request),
+        }
+        headers = self.credentials_for(
+            request.method, str(request.uri), request.body, servers=servers
+        )
         if headers:
             request.headers.remove(AUTHORIZATION)
             request.headers.remove(PROXY_AUTHORIZATION)

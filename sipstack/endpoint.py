@@ -43,6 +43,12 @@ __all__ = ["Endpoint", "IncomingRequest", "OutgoingRequest", "RequestFailure"]
 log = logging.getLogger(__name__)
 
 ResponseHandler = Callable[[Response], None]
+LocateKey = tuple[str, int | None, str | None, bool]
+
+#: How long a target that answered stays first in line for its next hop. RFC 3263
+#: 4.3 has each request walk the list anew; remembering the server that answered
+#: spares a refresh the Timer F wait on a dead first SRV target every time.
+PREFERRED_TARGET_SECONDS = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,7 @@ class OutgoingRequest:
         self.on_response = on_response
         self.on_failure = on_failure
         self.targets: TargetList | None = None
+        self.locate_key: LocateKey | None = None  # what RFC 3263 was asked
         self.key: ClientKey | None = None
         self.sent: Request | None = None  # the attempt in flight (with Via filled)
         self.destination: Destination | None = None
@@ -125,6 +132,7 @@ class Endpoint:
         self._timer: TimerHandle | None = None
         self._timer_at: float | None = None
         self._pumping = False
+        self._preferred: dict[LocateKey, tuple[Target, float]] = {}
         #: ``admit(request, peer)`` -> False drops a request silently before a
         #: transaction is made (SIP scanners learn nothing); see ``refused``
         self.admit: Callable[[Request, Peer], bool] | None = None
@@ -157,8 +165,14 @@ class Endpoint:
             )
             self.loop.call_soon(lambda: self._targets_found(out, [target]))
         else:
-            self._locate(self.next_hop(request), lambda r: self._targets_found(out, r))
+            hop = self.next_hop(request)
+            out.locate_key = self._locate_key(hop)
+            self._locate(hop, lambda r: self._targets_found(out, r))
         return out
+
+    @staticmethod
+    def _locate_key(uri: URI) -> LocateKey:
+        return (uri.params.get("maddr") or uri.host, uri.port, uri.transport, uri.scheme == "sips")
 
     def cancel(self, out: OutgoingRequest) -> None:
         """CANCEL a pending INVITE (RFC 3261 9.1); the INVITE then ends with 487."""
@@ -249,6 +263,15 @@ class Endpoint:
             return
         supported = self.transports.supported()
         usable = [t for t in result if t.transport in supported]
+        key = out.locate_key
+        preferred = self._preferred.get(key) if key is not None else None
+        if key is not None and preferred is not None:
+            target, until = preferred
+            if until < self.loop.time() or target not in usable:
+                del self._preferred[key]
+            else:
+                usable.remove(target)
+                usable.insert(0, target)
         if not usable:
             out.final = True
             out.on_failure(
@@ -409,6 +432,13 @@ class Endpoint:
         out = self._outgoing.get(key)
         if out is None:
             return  # the CANCEL's own 200, or a transaction we forgot
+        if out.locate_key is not None and out.targets is not None and response.status != 503:
+            current = out.targets.current
+            if current is not None:  # this server answers: try it first next time
+                self._preferred[out.locate_key] = (
+                    current,
+                    self.loop.time() + PREFERRED_TARGET_SECONDS,
+                )
         if (
             response.status == 503
             and not out.final

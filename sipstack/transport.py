@@ -258,6 +258,8 @@ class TransportManager:
             dest = Destination("tcp", dest.host, dest.port, dest.server_name)
         transport = self.transport_for(dest)
         host = self.local_address_for(transport, dest.host)
+        if host is None:
+            raise TransportError(f"no route to {dest.host}")
         top = request.top_via
         params = dict(top.params)
         params.setdefault("rport", None)
@@ -268,12 +270,14 @@ class TransportManager:
             request.headers.add("Via", value)
         return dest
 
-    def local_address_for(self, transport: Transport, remote_host: str) -> str:
+    def local_address_for(self, transport: Transport, remote_host: str) -> str | None:
         """Our address as ``remote_host`` sees it (for Via, Contact and SDP).
 
         A transport bound to a wildcard address asks the kernel's routing table
         via a connected UDP socket (no packet is sent); results are cached
-        until :meth:`forget_routes` (called on network change).
+        until :meth:`forget_routes` (called on network change). ``None`` when
+        there is no route: never a loopback stand-in, which a registrar would
+        store as our Contact.
         """
         if transport.local_host not in ("0.0.0.0", "::"):
             return transport.local_host
@@ -286,13 +290,13 @@ class TransportManager:
                 probe.connect((remote_host, 9))
                 local = str(probe.getsockname()[0])
             except OSError:
-                local = "127.0.0.1" if family == socket.AF_INET else "::1"
+                return None
         if len(self._route_cache) > 256:
             self._route_cache.clear()
         self._route_cache[remote_host] = local
         return local
 
-    def local_address(self, transport_id: int, remote_host: str) -> str:
+    def local_address(self, transport_id: int, remote_host: str) -> str | None:
         """Our address on transport ``transport_id`` as ``remote_host`` sees it.
 
         No packet is sent: the kernel's route lookup answers (see

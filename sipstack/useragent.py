@@ -193,7 +193,7 @@ class UserAgent:
 
     def _start(self, acc: Account) -> None:
         if acc.has_registration and acc.config.register_on_acc_add:
-            acc.start_registration(lambda tp, host: self._contact_source(acc, tp, host))
+            acc.start_registration(self._contact_source_for(acc))
         acc.start_publish()
 
     def acc_add_local(self, transport_id: int, is_default: bool = False) -> int:
@@ -203,7 +203,7 @@ class UserAgent:
         if host in ("0.0.0.0", "::"):
             host = self.endpoint.transports.local_address(
                 transport_id, "192.0.2.1" if ":" not in host else "2001:db8::1"
-            )
+            ) or ("127.0.0.1" if ":" not in host else "::1")  # no network yet: loopback
         params = "" if info.type == "udp" else f";transport={info.type}"
         hostport = f"[{host}]" if ":" in host else host
         cfg = AccountConfig(
@@ -227,7 +227,12 @@ class UserAgent:
         self._slots[acc.slot] = acc
         if is_default or self._default == INVALID_ID:
             self._default = acc.slot
-        contact = self.acc_create_uac_contact(acc.slot, str(acc.uri))
+        try:
+            contact = self.acc_create_uac_contact(acc.slot, str(acc.uri))
+        except ValueError:
+            # no route anywhere yet (booting): a placeholder until the network is up;
+            # NOTIFYs only go out after a SUBSCRIBE reached us, i.e. with a network
+            contact = f"<sip:{acc.uri.user + '@' if acc.uri.user else ''}invalid>"
         notifier = PresenceNotifier(
             acc.uri,
             NameAddr.parse(contact).uri,
@@ -329,11 +334,17 @@ class UserAgent:
             raise ValueError(f"account {acc_id} has no registrar (reg_uri)")
         if renew:
             if acc.registration is None:
-                acc.start_registration(lambda tp, host: self._contact_source(acc, tp, host))
+                acc.start_registration(self._contact_source_for(acc))
             else:
                 acc.refresh_registration()
         else:
             acc.unregister()
+
+    def _contact_source_for(self, acc: Account) -> Callable[[str, str], ContactSource]:
+        def source(transport: str, remote_host: str) -> ContactSource:
+            return self._contact_source(acc, transport, remote_host)
+
+        return source
 
     def _contact_source(self, acc: Account, transport: str, remote_host: str) -> ContactSource:
         tm = self.endpoint.transports
@@ -350,6 +361,8 @@ class UserAgent:
             tid = found
         info = tm.info(tid)
         host = tm.local_address(tid, remote_host)
+        if host is None:
+            raise ValueError(f"account {acc.slot}: no route to {remote_host}")
         return ContactSource(tid, info.type, host, info.local_port)
 
     def handle_network_change(self) -> None:
@@ -360,7 +373,11 @@ class UserAgent:
         """
         self.endpoint.transports.forget_routes()
         for acc in self._slots:
-            if acc is None or acc.registration is None:
+            if acc is None or not acc.has_registration:
+                continue
+            if acc.registration is None:
+                # it was waiting for a route to its registrar: try now
+                acc.start_registration(self._contact_source_for(acc))
                 continue
             dest = acc.reg_destination
             remote = dest.host if dest is not None else acc.registration.contact.host

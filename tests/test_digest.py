@@ -31,7 +31,9 @@ from sipstack.digest import (
     hash_username,
     sha512_256_py,
 )
+from sipstack.headers import NameAddr
 from sipstack.ids import IdGenerator
+from sipstack.uri import URI, parse_uri
 
 if TYPE_CHECKING:
     from tests.interop.peers.kamailio import KamailioServer
@@ -55,12 +57,34 @@ class FakeHeaders:
         return [v for n, v in self.items if n.lower() == name.lower()]
 
 
+@dataclass(frozen=True)
+class HttpTarget:
+    """An HTTP request target, as in RFC 7616's examples: its host is the server's."""
+
+    path: str
+    host: str = "example.org"
+
+    def __str__(self) -> str:
+        return self.path
+
+
 @dataclass
 class FakeRequest:
     method: str
-    uri: str
+    uri_text: str
     body: bytes = b""
     headers: FakeHeaders = field(default_factory=FakeHeaders)
+
+    @property
+    def uri(self) -> URI | HttpTarget:
+        # RFC 7616's examples are HTTP requests ("/dir/index.html"): no SIP host
+        return (
+            HttpTarget(self.uri_text) if self.uri_text.startswith("/") else parse_uri(self.uri_text)
+        )
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        return [NameAddr.parse(v) for v in self.headers.get_all("Route")]
 
     @property
     def authorization(self) -> list[Credentials]:
@@ -669,7 +693,7 @@ class Registrar:
             password=self.users.get(p["username"], ""), method=req.method, uri=p["uri"],
             nonce=p["nonce"], qop=Qop(p["qop"]), nc=nc, cnonce=p["cnonce"], body=req.body,
         )  # fmt: skip
-        if p["response"] != expected or p["uri"] != req.uri or nc <= self.nonces[p["nonce"]]:
+        if p["response"] != expected or p["uri"] != str(req.uri) or nc <= self.nonces[p["nonce"]]:
             return self.challenge()
         self.nonces[p["nonce"]] = nc
         return FakeResponse(200)
@@ -887,3 +911,24 @@ def test_wrong_password_and_407_against_kamailio(tmp_path: Path) -> None:
     finally:
         uac.close()
         server.stop()
+
+
+def test_credentials_only_go_back_to_the_server_that_challenged() -> None:
+    """RFC 7616 3.6 / RFC 3261 22.1: a registrar's answer must not reach a watcher."""
+    auth = DigestAuthenticator([CredentialInfo("*", "door", "pw")], FixedIds())
+    reg = FakeRequest("REGISTER", "sip:registrar.example")
+    auth.handle_challenge(reg, challenge_401('Digest realm="example", nonce="n1"'))
+    refresh = FakeRequest("REGISTER", "sip:registrar.example")
+    assert auth.authorize(refresh) and refresh.headers.get_all("Authorization")
+    notify = FakeRequest("NOTIFY", "sip:watcher@192.0.2.7:5060")
+    assert auth.authorize(notify) == []
+    assert notify.headers.get_all("Authorization") == []
+    # a proxy's 407 follows the next hop, whatever the Request-URI
+    invite = FakeRequest("INVITE", "sip:bob@biloxi.example")
+    invite.headers.add("Route", "<sip:proxy.example;lr>")
+    auth.handle_challenge(invite, FakeResponse(407, proxy=['Digest realm="p", nonce="q"']))
+    via_proxy = FakeRequest("MESSAGE", "sip:carol@elsewhere.example")
+    via_proxy.headers.add("Route", "<sip:proxy.example;lr>")
+    auth.authorize(via_proxy)
+    assert via_proxy.headers.get_all("Proxy-Authorization")
+    assert via_proxy.headers.get_all("Authorization") == []  # not the registrar's
