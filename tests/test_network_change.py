@@ -145,6 +145,13 @@ def net() -> Iterator[Net]:
         _ip("netns", "add", name)
     except subprocess.CalledProcessError as exc:
         pytest.skip(f"cannot create a network namespace: {exc.stderr.decode().strip()}")
+    usable = subprocess.run(
+        ["ip", "-n", name, "link", "set", "lo", "up"], capture_output=True, timeout=10
+    )
+    if usable.returncode != 0:
+        # e.g. a chroot without its own /run: the namespace exists but cannot be entered
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+        pytest.skip(f"network namespaces unusable here: {usable.stderr.decode().strip()}")
     try:
         _ip("link", "add", root_if, "type", "veth", "peer", "name", "va", "netns", name)
         _ip("addr", "add", f"{registrar}/24", "dev", root_if)
