@@ -1,98 +1,102 @@
-"""The ``intercom`` command.
+"""The ``intercom`` command: run the firmware, and look after it over SSH.
 
-``intercom run`` starts the SIP user agent in the foreground (systemd runs
-exactly this): UDP and TCP transports on port 5060, or the next free port,
-and one local (userless) account anyone on the network can call or message.
+``intercom run`` runs the firmware in the foreground (systemd runs exactly
+this). Every other command talks to the running firmware over its control
+socket (``--control PATH``, else ``$INTERCOM_CONTROL``, else
+``/run/intercom/control.sock``)::
+
+    intercom status [--json]          accounts, calls, network, audio, relay, LEDs
+    intercom log [-f] [-n N]          recent log lines (-f: follow)
+    intercom trace                    SIP messages live, passwords masked
+    intercom call URI [--account N]   intercom answer | hangup
+    intercom press NAME               a button press, on any backend
+    intercom dtmf DIGITS              intercom message URI TEXT
+    intercom presence online|offline [--note TEXT]
+    intercom audio-test [--seconds S] intercom doctor [--json]
+    intercom config check PATH
+
+Exit codes: 0 all well; 1 a problem was found (doctor, a refused command, a
+broken file for ``config check``); 2 usage or, for ``run``, a broken config
+file (systemd: ``RestartPreventExitStatus=2``, restarting cannot fix it);
+3 the firmware cannot be reached (not running, wrong ``--control``, no permission).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
+import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sipstack.account_events import (
-    IncomingMessage,
-    IncomingSubscribe,
-    MessageStatus,
-    RegStateChanged,
-    SubscriptionEnded,
-    UaEvent,
-)
-from sipstack.errors import TransportError
-from sipstack.loop import Loop
-from sipstack.resolver import Resolver
-from sipstack.useragent import UserAgent
+__all__ = ["main", "EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "EXIT_UNREACHABLE"]
 
-__all__ = ["main"]
-
-log = logging.getLogger("intercom")
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
 
 
-def _describe(event: UaEvent) -> str:
-    if isinstance(event, RegStateChanged):
-        return (
-            f"account {event.acc_id}: registration {event.state} "
-            f"({event.status} {event.reason}) {event.note}"
-        )
-    if isinstance(event, IncomingMessage):
-        text = event.body.decode("utf-8", "replace")
-        return f"account {event.acc_id}: message from {event.from_uri}: {text}"
-    if isinstance(event, MessageStatus):
-        return f"account {event.acc_id}: message to {event.to_uri}: {event.status} {event.reason}"
-    if isinstance(event, IncomingSubscribe):
-        return f"account {event.acc_id}: {event.subscriber} watches our presence"
-    if isinstance(event, SubscriptionEnded):
-        return f"account {event.acc_id}: {event.subscriber} stopped watching ({event.reason})"
-    return repr(event)
-
-
-def _bind_first_free(ua: UserAgent, host: str, first_port: int, tries: int = 20) -> int:
-    """Bind UDP and TCP on the first port where both are free; returns the port."""
-    for port in range(first_port, first_port + tries):
-        try:
-            ua.transport_create("udp", host, port)
-        except TransportError:
-            continue
-        try:
-            ua.transport_create("tcp", host, port)
-        except TransportError:
-            # UDP is bound on this port already; keep it and let TCP live elsewhere.
-            ua.transport_create("tcp", host, 0)
-        return port
-    raise SystemExit(f"intercom: no free SIP port in {first_port}..{first_port + tries - 1}")
+# -- run ----------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the firmware until SIGINT/SIGTERM; unregister on the way out."""
+    """Load the config (or the built-in default), build the App, run until a signal."""
+    import logging
+    import os
+
+    from firmware.config import DEFAULT_PATH, ConfigError, default_config, load_config
+    from firmware.control import control_path
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(levelname)s %(name)s: %(message)s",
     )
-    loop = Loop()
-    resolver = Resolver(loop)
-    ua = UserAgent(loop, resolver=resolver, on_event=lambda e: log.info("%s", _describe(e)))
-    port = _bind_first_free(ua, args.host, args.port)
-    acc = ua.acc_add_local(0, is_default=True)
-    info = ua.acc_get_info(acc)
-    print(f"intercom: listening on UDP and TCP port {port}; call or message {info.uri}", flush=True)
-    if port != args.port:
-        print(f"intercom: port {args.port} was taken, using {port}", flush=True)
+    path = args.config
+    if path is None and os.path.exists(DEFAULT_PATH):
+        path = DEFAULT_PATH
+    if path is None:
+        config = default_config()
+        print(f"intercom: no {DEFAULT_PATH}: running the built-in default", flush=True)
+    else:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            count = len(exc.problems)
+            print(
+                f"intercom: {path}: {count} problem{'s' if count != 1 else ''}; not started",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    from firmware.app import App
 
-    def stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: shutting down", signum)
-        loop.call_soon_threadsafe(loop.stop)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    app = App(
+        config,
+        hal=args.hal,
+        control_path=control_path(args.control),
+        bind=(args.host, args.port),
+    )
     try:
-        loop.run()
-    finally:
-        ua.shutdown()
-        loop.close()
-    return 0
+        app.start()
+    except OSError as exc:
+        print(f"intercom: cannot start: {exc}", file=sys.stderr)
+        app.shutdown()
+        return EXIT_PROBLEM
+
+    def announce() -> None:
+        assert app.ua is not None
+        info = app.ua.acc_get_info(app.ua.acc_get_default()) if app.ua.enum_accs() else None
+        ports = ", ".join(f"{k.upper()} {v}" for k, v in app.ports.items())
+        target = f"; call {info.uri}" if info is not None else ""
+        print(f"intercom: listening on {ports}{target}", flush=True)
+        if path is None and app.ports.get("udp") != args.port:
+            print(f"intercom: port {args.port} was taken, using {app.ports['udp']}", flush=True)
+
+    app.on_ready = announce
+    return app.run()
 
 
 def config_check(args: argparse.Namespace) -> int:
@@ -106,39 +110,292 @@ def config_check(args: argparse.Namespace) -> int:
             print(problem)
         count = len(exc.problems)
         print(f"{args.path}: {count} problem{'s' if count != 1 else ''}")
-        return 1
+        return EXIT_PROBLEM
     relay = "a relay" if config.relay is not None else "no relay"
     print(
         f"OK: {args.path}: {len(config.accounts)} account(s), {len(config.buttons)} button(s), "
         f"{len(config.leds)} LED(s), {relay}, profile {config.intercom.profile}"
     )
-    return 0
+    return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``intercom`` console script."""
-    parser = argparse.ArgumentParser(prog="intercom", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run the firmware in the foreground")
-    p_run.add_argument("--host", default="0.0.0.0", help="address to listen on")
-    p_run.add_argument("--port", type=int, default=5060, help="first SIP port to try")
-    p_run.add_argument(
-        "--hal",
-        choices=["sim", "rpi"],
-        default="sim",
-        help="hardware backend (only 'sim' is wired up so far)",
+# -- talking to the firmware ---------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace, timeout: float = 10.0) -> Any:
+    from firmware.control import ControlClient, control_path
+
+    return ControlClient(control_path(args.control), timeout=timeout)
+
+
+def _show(args: argparse.Namespace, result: Any, human: Callable[[Any], str]) -> None:
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(human(result))
+
+
+def _ago(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def format_status(st: dict[str, Any]) -> str:
+    """``intercom status`` for a person."""
+    lines = [
+        f"intercom {st['version']}: {st['phone']} (LED: {st['led_state']}), "
+        f"up {_ago(st['uptime'])}",
+        f"config {st['config']}, {st['hal']} hardware, ports "
+        + ", ".join(f"{k.upper()} {v}" for k, v in st["ports"].items()),
+        "accounts:",
+    ]
+    for acc in st["accounts"]:
+        if acc["local"]:
+            lines.append(f"  [{acc['id']}] {acc['uri']}: local account (no registration)")
+            continue
+        if acc["registered"]:
+            state = f"registered, renews in {acc['expires']} s"
+        else:
+            state = acc["state"]
+            if acc["last_error"]:
+                state += f", last error: {acc['last_error']}"
+        lines.append(f"  [{acc['id']}] {acc['uri']}: {state}")
+    if st["calls"]:
+        lines.append("calls:")
+        for call in st["calls"]:
+            media = ""
+            if call["codec"]:
+                media = f", {call['codec']}"
+            if call["loss"] is not None:
+                media += f", loss {100 * call['loss']:.1f}%, jitter {call['jitter_ms']} ms"
+            lines.append(
+                f"  [{call['id']}] {call['direction']} {call['remote']}: {call['state']}, "
+                f"{call['duration']} s{media}"
+            )
+    else:
+        lines.append("calls: none")
+    net = st["network"]
+    if net:
+        lines.append(
+            f"network: {', '.join(net['addresses']) or 'no address'}; "
+            f"default route via {net['default_interface'] or 'nothing'}"
+        )
+    audio = st["audio"]
+    fault = f" (FAULT: {audio['fault']})" if audio["fault"] else ""
+    lines.append(f"audio: {audio['device']}, clock {audio['clock']}{fault}")
+    relays = ", ".join(
+        f"{n} {'ON' if r['on'] else 'off'} ({r['pulses']} pulses)" for n, r in st["relays"].items()
     )
+    lines.append(f"relay: {relays or 'none'}")
+    leds = ", ".join(f"{n} {p}" for n, p in st["leds"].items())
+    lines.append(f"LEDs: {leds or 'none'}")
+    scr = st["screening"]
+    lines.append(
+        f"screening ({scr['mode']}): {scr['refused']} refused ({scr['forbidden']} answered 403, "
+        f"{scr['dropped']} dropped, {scr['rate_limited']} rate-limited)"
+    )
+    for item in scr["last"][-3:]:
+        lines.append(f"  last: {item['method']} from {item['source']} ({item['action']})")
+    return "\n".join(lines)
+
+
+def _format_log(item: dict[str, Any]) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(item["time"]))
+    return f"{stamp} {item['level'].upper():7} {item['logger']}: {item['message']}"
+
+
+def _format_trace(item: dict[str, Any]) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(item["time"]))
+    arrow = "<--" if item["dir"] == "in" else "-->"
+    return f"{stamp} {arrow} {item['peer']}\n{item['text'].rstrip()}\n"
+
+
+_MARK = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}
+
+
+def format_doctor(checks: list[dict[str, str]]) -> str:
+    """``intercom doctor`` for a person: one line per check, advice indented."""
+    lines = []
+    for check in checks:
+        lines.append(f"{_MARK.get(check['status'], '?   ')} {check['check']}: {check['message']}")
+        if check["advice"] and check["status"] != "ok":
+            lines.append(f"     -> {check['advice']}")
+    problems = sum(1 for c in checks if c["status"] == "fail")
+    warnings = sum(1 for c in checks if c["status"] == "warn")
+    lines.append(
+        "all good"
+        if not problems and not warnings
+        else f"{problems} problem(s), {warnings} warning(s)"
+    )
+    return "\n".join(lines)
+
+
+def _local_config_check(path: str) -> dict[str, str] | None:
+    """Check the file the firmware runs from as it is on disk now (edited since?)."""
+    from firmware.config import BUILTIN_SOURCE, ConfigError, load_config
+
+    if path == BUILTIN_SOURCE:
+        return None
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        first = exc.problems[0]
+        readable = first.line is not None or "denied" not in first.found.lower()
+        return {
+            "check": "config file",
+            "status": "fail" if readable else "warn",
+            "message": f"{path} as it is now: {len(exc.problems)} problem(s), first: {first}",
+            "advice": f"intercom config check {path}"
+            if readable
+            else "run as root to read it (and its secrets file)",
+        }
+    return {"check": "config file", "status": "ok", "message": f"{path} is valid", "advice": ""}
+
+
+def client_command(args: argparse.Namespace) -> int:
+    """Every command that talks to the running firmware."""
+    from firmware.control import FirmwareUnreachable, RemoteError
+
+    cmd = args.command
+    try:
+        if cmd == "status":
+            _show(args, _client(args).request("status"), format_status)
+        elif cmd == "log":
+            if args.follow:
+                for item in _client(args).stream("follow", lines=args.lines):
+                    print(_format_log(item), flush=True)
+            else:
+                items = _client(args).request("log", lines=args.lines)
+                _show(args, items, lambda xs: "\n".join(_format_log(x) for x in xs))
+        elif cmd == "trace":
+            for item in _client(args).stream("trace"):
+                if args.json:
+                    print(json.dumps(item), flush=True)
+                else:
+                    print(_format_trace(item), flush=True)
+        elif cmd == "call":
+            result = _client(args).request("call", uri=args.uri, account=args.account)
+            _show(args, result, lambda r: f"calling {r['uri']} (call {r['call']})")
+        elif cmd in ("answer", "hangup"):
+            _show(args, _client(args).request(cmd), str)
+        elif cmd == "press":
+            _show(args, _client(args).request("press", name=args.name), str)
+        elif cmd == "dtmf":
+            _show(args, _client(args).request("dtmf", digits=args.digits), str)
+        elif cmd == "message":
+            result = _client(args, timeout=40.0).request("message", uri=args.uri, text=args.text)
+            _show(args, result, lambda r: f"delivered ({r['status']} {r['reason']})")
+        elif cmd == "presence":
+            online = args.state == "online"
+            _show(args, _client(args).request("presence", online=online, note=args.note), str)
+        elif cmd == "audio-test":
+            client = _client(args, timeout=args.seconds + 10)
+            result = client.request("audio-test", seconds=args.seconds)
+            _show(args, result, _format_audio_test)
+            if result["mic_peak_dbfs"] < -60:
+                return EXIT_PROBLEM
+        elif cmd == "doctor":
+            checks: list[dict[str, str]] = _client(args, timeout=15.0).request("doctor")
+            status = _client(args).request("status")
+            local = _local_config_check(status["config"])
+            if local is not None:
+                checks.insert(0, local)
+            _show(args, checks, format_doctor)
+            return EXIT_PROBLEM if any(c["status"] == "fail" for c in checks) else EXIT_OK
+    except FirmwareUnreachable as exc:
+        print(f"intercom: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except RemoteError as exc:
+        print(f"intercom {cmd}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
+def _format_audio_test(r: dict[str, Any]) -> str:
+    verdict = (
+        "the microphone hears nothing: check its wiring and the capture device"
+        if r["mic_peak_dbfs"] < -60
+        else "both directions show signal"
+    )
+    return (
+        f"played {r['tone_hz']} Hz for {r['seconds']:g} s on {r['device']}\n"
+        f"speaker peak {r['speaker_peak_dbfs']} dBFS, microphone peak {r['mic_peak_dbfs']} dBFS\n"
+        f"{verdict}"
+    )
+
+
+# -- the parser --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``intercom`` argument parser (exits 2 on usage errors, as argparse does)."""
+    parser = argparse.ArgumentParser(
+        prog="intercom",
+        description="SIP door intercom / desk phone firmware",
+        epilog="exit codes: 0 ok, 1 problem found, 2 usage or broken config, "
+        "3 cannot reach the firmware",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--control",
+        metavar="PATH",
+        help="control socket (default: $INTERCOM_CONTROL or /run/intercom/control.sock)",
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_run = sub.add_parser("run", parents=[common], help="run the firmware in the foreground")
+    p_run.add_argument("--config", metavar="PATH", help="default /etc/intercom/intercom.toml")
+    p_run.add_argument("--hal", choices=["sim", "rpi"], help="hardware (default: the config's)")
+    p_run.add_argument("--host", default="0.0.0.0", help="built-in default: address to listen on")
+    p_run.add_argument("--port", type=int, default=5060, help="built-in default: first SIP port")
     p_run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
     p_config = sub.add_parser("config", help="work with the configuration file")
     config_sub = p_config.add_subparsers(dest="config_command", required=True)
     p_check = config_sub.add_parser("check", help="validate a config file without running")
     p_check.add_argument("path", help="the config file, e.g. /etc/intercom/intercom.toml")
-    args = parser.parse_args(argv)
+
+    sub.add_parser("status", parents=[common], help="what the device thinks, at a glance")
+    p_log = sub.add_parser("log", parents=[common], help="recent log lines")
+    p_log.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p_log.add_argument("-n", "--lines", type=int, default=200, help="how many lines (200)")
+    sub.add_parser("trace", parents=[common], help="SIP messages live (passwords masked)")
+    p_call = sub.add_parser("call", parents=[common], help="place a call")
+    p_call.add_argument("uri", help="sip:someone@pbx.example.com")
+    p_call.add_argument("--account", type=int, help="account id (see intercom status)")
+    sub.add_parser("answer", parents=[common], help="answer the ringing call")
+    sub.add_parser("hangup", parents=[common], help="end the call")
+    p_press = sub.add_parser("press", parents=[common], help="press a button (any backend)")
+    p_press.add_argument("name", help="the button's name in intercom.toml")
+    p_dtmf = sub.add_parser("dtmf", parents=[common], help="send DTMF digits in the call")
+    p_dtmf.add_argument("digits", help="0-9 * # A-D")
+    p_msg = sub.add_parser("message", parents=[common], help="send a SIP MESSAGE")
+    p_msg.add_argument("uri")
+    p_msg.add_argument("text")
+    p_pres = sub.add_parser("presence", parents=[common], help="set presence on every account")
+    p_pres.add_argument("state", choices=["online", "offline"])
+    p_pres.add_argument("--note", help="free text shown to watchers")
+    p_audio = sub.add_parser("audio-test", parents=[common], help="play a tone, measure levels")
+    p_audio.add_argument("--seconds", type=float, default=2.0)
+    sub.add_parser("doctor", parents=[common], help="check everything, advise in plain words")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``intercom`` console script."""
+    args = build_parser().parse_args(argv)
     if args.command == "run":
         return run(args)
     if args.command == "config":
         return config_check(args)
-    return 2
+    return client_command(args)
 
 
 if __name__ == "__main__":

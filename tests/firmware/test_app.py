@@ -1,0 +1,316 @@
+"""The firmware App in one process, on loopback: screening, behaviour wiring,
+the control socket and graceful shutdown.
+
+A door App (simulated hardware) and a plain user agent playing the flat share
+one real loop; the tests turn it with ``run_until`` (bounded by loop time,
+never sleeps). Strangers send raw requests from other loopback addresses
+(127.0.0.2), which Linux routes like any other source.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware.app import App, Screening, mask_secrets
+from firmware.config import load_config
+from firmware.control import ControlClient, RemoteError
+from sipstack.calls import CallEvent, CallManager, CallStateChanged, IncomingCall
+from sipstack.invite_events import InviteState
+from sipstack.loop import Loop
+from sipstack.timers import TimerConfig
+from sipstack.useragent import UserAgent
+
+FAST = TimerConfig(t1=0.05, t2=0.4, t4=0.5)
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    with Loop() as lp:
+        yield lp
+
+
+class Flat:
+    """The other phone: a user agent with a local account that answers every call."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.events: list[CallEvent] = []
+        self.ua = UserAgent(loop, timers=FAST, rng=random.Random(3))
+        tid = self.ua.transport_create("udp", "127.0.0.1", 0)
+        self.port = self.ua.endpoint.transports.info(tid).local_port
+        self.acc = self.ua.acc_add_local(tid)
+        self.calls = CallManager(self.ua, on_event=self._on_event)
+
+    def _on_event(self, event: CallEvent) -> None:
+        self.events.append(event)
+        if isinstance(event, IncomingCall):
+            self.calls.call_answer(event.call_id, 200)
+
+    def state(self) -> InviteState | None:
+        states = [e.state for e in self.events if isinstance(e, CallStateChanged)]
+        return states[-1] if states else None
+
+    def close(self) -> None:
+        self.calls.close()
+        self.ua.shutdown(timeout=0)
+
+
+DOOR = """
+hal = "sim"
+
+[sip]
+udp = "127.0.0.1:0"
+tcp = ""
+
+[[accounts]]
+local = true
+
+[[buttons]]
+name = "bell"
+bcm = 17
+action = "call"
+targets = ["sip:flat@127.0.0.1:{flat_port}"]
+
+[relay]
+bcm = 26
+pulse_seconds = 2
+
+[intercom]
+door_code = "4711"
+door_code_from = ["sip:*@127.0.0.1:*"]
+"""
+
+
+@pytest.fixture
+def make_app(loop: Loop, tmp_path: Path) -> Iterator[Callable[..., App]]:
+    apps: list[App] = []
+
+    def make(text: str, **options: Any) -> App:
+        path = tmp_path / f"app{len(apps)}.toml"
+        path.write_text(text)
+        app = App(load_config(path), loop=loop, timers=FAST, heartbeat_interval=0, **options)
+        app.start()
+        apps.append(app)
+        assert loop.run_until(lambda: app.ready, 2.0)
+        return app
+
+    yield make
+    for app in apps:
+        app.shutdown()
+
+
+def sip_port(app: App) -> int:
+    return app.ports["udp"]
+
+
+def send_raw(loop: Loop, source: str, port: int, method: str = "OPTIONS") -> str | None:
+    """Send one request from ``source`` and return the answer (None: no answer in 1 s)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        me = sock.getsockname()[1]
+        request = (
+            f"{method} sip:door@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {source}:{me};branch=z9hG4bK{uuid.uuid4().hex[:10]}\r\n"
+            f"From: <sip:scan@{source}>;tag={uuid.uuid4().hex[:8]}\r\n"
+            f"To: <sip:door@127.0.0.1>\r\nCall-ID: {uuid.uuid4().hex}\r\n"
+            f"CSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:scan@{source}:{me}>\r\nContent-Length: 0\r\n\r\n"
+        )
+        sock.sendto(request.encode(), ("127.0.0.1", port))
+        answers: list[str] = []
+
+        def readable() -> None:
+            answers.append(sock.recv(65535).decode(errors="replace"))
+
+        loop.add_reader(sock, readable)
+        try:
+            loop.run_until(lambda: bool(answers), 1.0)
+        finally:
+            loop.remove_reader(sock)
+        return answers[0] if answers else None
+
+
+# -- screening -------------------------------------------------------------------------
+
+
+def test_strangers_get_403_then_are_rate_limited_allowed_peers_get_in(
+    loop: Loop, make_app: Callable[..., App]
+) -> None:
+    app = make_app(DOOR.format(flat_port=5060))
+    port = sip_port(app)
+    for _ in range(5):
+        answer = send_raw(loop, "127.0.0.2", port)
+        assert answer is not None and answer.startswith("SIP/2.0 403"), answer
+    assert send_raw(loop, "127.0.0.2", port) is None  # the sixth in a minute: dropped
+    counts = app.status()["screening"]
+    assert (counts["refused"], counts["forbidden"], counts["rate_limited"]) == (6, 5, 1)
+    assert counts["last"][-1]["source"].startswith("udp:127.0.0.2:")
+    # 127.0.0.1 is allowed (an IP host in door_code_from): OPTIONS is answered normally
+    answer = send_raw(loop, "127.0.0.1", port)
+    assert answer is not None and answer.startswith("SIP/2.0 200"), answer
+    assert app.status()["screening"]["refused"] == 6
+
+
+def test_drop_mode_answers_nothing(loop: Loop, make_app: Callable[..., App]) -> None:
+    app = make_app(DOOR.format(flat_port=5060), screening=Screening(refuse="drop"))
+    assert send_raw(loop, "127.0.0.2", sip_port(app), "INVITE") is None
+    counts = app.status()["screening"]
+    assert (counts["refused"], counts["dropped"], counts["forbidden"]) == (1, 1, 0)
+    assert app.status()["calls"] == []
+
+
+def test_screening_rejects_bad_mode() -> None:
+    with pytest.raises(ValueError, match="403"):
+        Screening(refuse="maybe")
+
+
+# -- the behaviour wired to calls and pins ------------------------------------------------
+
+
+def test_bell_calls_the_flat_and_the_door_code_opens_the_door(
+    loop: Loop, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    flat = Flat(loop)
+    try:
+        app = make_app(DOOR.format(flat_port=flat.port), control_path=str(tmp_path / "c.sock"))
+        assert app.press("bell") == "pressed bell"
+        assert loop.run_until(lambda: flat.state() is InviteState.CONFIRMED, 3.0), flat.events
+        assert loop.run_until(lambda: app.status()["phone"] == "in call", 2.0)
+        [call] = app.status()["calls"]
+        assert call["direction"] == "outgoing" and call["state"] == "confirmed"
+        assert call["codec"] == "PCMU/8000"
+        assert app.board is not None
+        assert not app.board.relays["door"].is_on
+        # The flat has no RTP (signalling only): the digits go as SIP INFO.
+        flat_call = flat.calls.enum_calls()[0]
+        flat.calls.call_dial_dtmf(flat_call, "4711")
+        assert loop.run_until(lambda: app.relay_pulses == 1, 3.0)
+        assert app.board.relays["door"].is_on
+        assert app.status()["relays"]["door"] == {"on": True, "pulses": 1}
+        app.shutdown()  # graceful: relay released, call ended, socket removed
+        assert not app.board.relays["door"].is_on
+        assert not (tmp_path / "c.sock").exists()
+        assert loop.run_until(lambda: flat.state() is InviteState.DISCONNECTED, 2.0)
+    finally:
+        flat.close()
+
+
+def test_a_wrong_code_does_not_open(loop: Loop, make_app: Callable[..., App]) -> None:
+    flat = Flat(loop)
+    try:
+        app = make_app(DOOR.format(flat_port=flat.port))
+        app.press("bell")
+        assert loop.run_until(lambda: flat.state() is InviteState.CONFIRMED, 3.0)
+        flat.calls.call_dial_dtmf(flat.calls.enum_calls()[0], "1234")
+        assert loop.run_until(
+            lambda: any("wrong door code" in r["message"] for r in app.log_ring.records), 3.0
+        )
+        assert app.relay_pulses == 0
+        assert "1234" not in " ".join(r["message"] for r in app.log_ring.records)
+    finally:
+        flat.close()
+
+
+# -- the control socket ------------------------------------------------------------------
+
+
+def ask(loop: Loop, client: ControlClient, cmd: str, **args: Any) -> Any:
+    """Run a blocking client request in a thread while the loop serves it."""
+    box: list[Any] = []
+
+    def work() -> None:
+        try:
+            box.append(client.request(cmd, **args))
+        except Exception as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    assert loop.run_until(lambda: bool(box), 5.0)
+    thread.join()
+    if isinstance(box[0], Exception):
+        raise box[0]
+    return box[0]
+
+
+def test_control_socket_status_press_and_errors(
+    loop: Loop, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    path = tmp_path / "run" / "control.sock"
+    app = make_app(DOOR.format(flat_port=5060), control_path=str(path))
+    assert oct(path.stat().st_mode & 0o777) == "0o660"
+    client = ControlClient(str(path))
+    status = ask(loop, client, "status")
+    assert status["hal"] == "sim" and status["phone"] == "idle"
+    assert status["accounts"][0]["local"] is True
+    with pytest.raises(RemoteError, match="no button named 'doorbell'.*configured: bell"):
+        ask(loop, client, "press", name="doorbell")
+    with pytest.raises(RemoteError, match="no connected call"):
+        ask(loop, client, "dtmf", digits="1")
+    with pytest.raises(RemoteError, match="unknown command"):
+        ask(loop, client, "reboot")
+    result = ask(loop, client, "audio-test", seconds=0.3)
+    assert result["mic_peak_dbfs"] == pytest.approx(-13.0, abs=0.5)  # the simulated 1 kHz mic
+    assert result["speaker_peak_dbfs"] == pytest.approx(-12.0, abs=0.5)  # the test tone
+    checks = ask(loop, client, "doctor")
+    assert {c["check"] for c in checks} >= {"config", "audio", "gpio", "clock"}
+    assert app.control is not None
+    assert loop.run_until(lambda: app.control is not None and app.control.clients == 0, 1.0)
+
+
+def test_a_second_instance_on_the_same_socket_is_refused(
+    loop: Loop, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    path = str(tmp_path / "c.sock")
+    make_app(DOOR.format(flat_port=5060), control_path=path)
+    with pytest.raises(OSError, match="another intercom already listens"):
+        make_app(DOOR.format(flat_port=5060), control_path=path)
+
+
+def test_trace_masks_digest_responses_and_passwords() -> None:
+    text = (
+        "REGISTER sip:pbx SIP/2.0\r\n"
+        'Authorization: Digest username="door", realm="pbx", nonce="abc", '
+        'uri="sip:pbx", response="6629fae49393a05397450978507c4ef1", algorithm=MD5\r\n'
+        "Contact: <sip:door:hunter2@192.168.1.50>;password=hunter2\r\n"
+    )
+    masked = mask_secrets(text)
+    assert "6629fae4" not in masked and "hunter2" not in masked
+    assert "response=***," in masked and "sip:door:***@192.168.1.50" in masked
+    assert 'username="door"' in masked and 'nonce="abc"' in masked  # the rest stays readable
+
+
+def test_trace_streams_sip_messages_live(
+    loop: Loop, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    path = str(tmp_path / "c.sock")
+    app = make_app(DOOR.format(flat_port=5060), control_path=path)
+    items: list[Any] = []
+
+    def follow() -> None:
+        for item in ControlClient(path).stream("trace"):
+            items.append(item)
+            if len(items) == 2:
+                return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    assert loop.run_until(lambda: app.trace_followers == 1, 5.0)  # the stream is subscribed
+    answer = send_raw(loop, "127.0.0.1", sip_port(app))
+    assert answer is not None and answer.startswith("SIP/2.0 200")
+    assert loop.run_until(lambda: len(items) == 2, 5.0)
+    thread.join(5.0)
+    assert [i["dir"] for i in items] == ["in", "out"]
+    assert items[0]["text"].startswith("OPTIONS sip:door@127.0.0.1")
+    assert items[1]["text"].startswith("SIP/2.0 200")
+    assert loop.run_until(
+        lambda: app.trace_followers == 0, 2.0
+    )  # unsubscribed when the client left

@@ -1,0 +1,344 @@
+"""End to end (issue 6): two ``intercom run`` processes, a door and a flat, on Kamailio.
+
+Everything a user would do over SSH, through the real CLI and control sockets:
+``intercom press bell`` on the door rings the flat, ``intercom answer`` on the
+flat connects them, audio flows both ways (each side's simulated microphone is
+a tone of its own frequency; each side's simulated loudspeaker is a WAV file,
+checked with a Goertzel filter for the *other* side's tone), ``intercom dtmf``
+with the door code on the flat pulses the door's relay (seen in ``intercom
+status --json``), ``intercom hangup`` ends it. A raw INVITE from an address
+that is neither Kamailio nor an allowed peer is refused and counted. A broken
+config gives its documented error and exit code, and ``intercom doctor`` on a
+device with a wrong password says so in plain words.
+
+The peers run on the wall clock, so waiting here polls the CLI (bounded), the
+way a person at a terminal would.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import uuid
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .peers import PortAllocator
+from .peers.process import ManagedProcess, wait_until
+
+pytestmark = pytest.mark.interop
+
+ROOT = Path(__file__).resolve().parents[2]
+DOOR_HZ, FLAT_HZ = 700, 1900  # clear of ring (1000/1250), ringback (425), DTMF tones
+DOOR_CODE = "4711"
+
+
+def intercom(*args: str, control: Path | None = None, timeout: float = 30) -> tuple[int, str]:
+    """Run the real CLI (``python -m firmware.cli``); returns (exit code, stdout+stderr)."""
+    argv = [sys.executable, "-m", "firmware.cli", *args]
+    if control is not None:
+        argv += ["--control", str(control)]
+    done = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def status(control: Path) -> dict[str, Any]:
+    code, out = intercom("status", "--json", control=control)
+    assert code == 0, out
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def poll(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    return wait_until(predicate, timeout, interval=0.2)
+
+
+def account_toml(user: str, password: str, kam: Any) -> str:
+    return f"""
+[[accounts]]
+id = "<sip:{user}@test.local>"
+reg_uri = "{kam.uri()}"
+proxy = ["{kam.uri()};lr"]
+ka_interval = 0
+unreg_timeout = 1
+
+[[accounts.cred_info]]
+realm = "*"
+username = "{user}"
+data = "{password}"
+"""
+
+
+class Firmware:
+    """One ``intercom run`` process with its own config, ports and control socket."""
+
+    def __init__(self, name: str, tmp: Path, text: str) -> None:
+        self.name = name
+        self.config = tmp / f"{name}.toml"
+        self.config.write_text(text)
+        self.control = tmp / f"{name}.sock"
+        self.record = tmp / f"{name}.wav"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = ManagedProcess(
+            [
+                sys.executable,
+                "-m",
+                "firmware.cli",
+                "run",
+                "--config",
+                self.config,
+                "--control",
+                self.control,
+            ],
+            tmp / f"{name}.log",
+            cwd=ROOT,
+            env=env,
+            name=name,
+        )
+
+    def describe(self) -> str:
+        return self.process.log_text()
+
+    def status(self) -> dict[str, Any]:
+        return status(self.control)
+
+    def ready(self) -> bool:
+        return self.control.exists() and intercom("status", control=self.control)[0] == 0
+
+    def registered(self) -> bool:
+        return self.ready() and all(a["registered"] for a in self.status()["accounts"])
+
+    def stop(self) -> int | None:
+        return self.process.stop(term_timeout=5.0)
+
+
+def device_toml(udp_port: int, mic_hz: int, record: Path) -> str:
+    return f"""
+hal = "sim"
+
+[sip]
+udp = "127.0.0.1:{udp_port}"
+tcp = ""
+
+[audio]
+capture_device = "tone:{mic_hz}"
+playback_device = "{record}"
+"""
+
+
+@pytest.fixture
+def firmware(tmp_path: Path) -> Iterator[Callable[[str, str], Firmware]]:
+    made: list[Firmware] = []
+
+    def make(name: str, text: str) -> Firmware:
+        fw = Firmware(name, tmp_path, text)
+        made.append(fw)
+        return fw
+
+    yield make
+    for fw in made:
+        fw.stop()
+
+
+def goertzel_share(pcm: bytes, rate: int, hz: float, block: int = 160) -> int:
+    """Blocks (20 ms at 8 kHz) in which ``hz`` carries most of the block's energy."""
+    samples = array.array("h")
+    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
+    coeff = 2 * math.cos(2 * math.pi * hz / rate)
+    hits = 0
+    for start in range(0, len(samples) - block + 1, block):
+        chunk = samples[start : start + block]
+        energy = sum(x * x for x in chunk)
+        if energy < block * 100**2:  # below -50 dBFS: silence
+            continue
+        s1 = s2 = 0.0
+        for x in chunk:
+            s1, s2 = x + coeff * s1 - s2, s1
+        power = s1 * s1 + s2 * s2 - coeff * s1 * s2  # |X(hz)|^2
+        # a pure tone of amplitude A gives power ~ (A*N/2)^2 and energy ~ A^2*N/2
+        if power / (energy * block / 2) > 0.5:
+            hits += 1
+    return hits
+
+
+def read_wav(path: Path) -> tuple[bytes, int]:
+    with wave.open(str(path), "rb") as wav:
+        return wav.readframes(wav.getnframes()), wav.getframerate()
+
+
+def test_door_rings_flat_talk_open_door_hang_up(
+    kamailio_server: Any, port_allocator: PortAllocator, firmware: Any, tmp_path: Path
+) -> None:
+    kam = kamailio_server({"door": "d00r", "flat": "fl4t"})
+    door_port, flat_port = port_allocator.allocate(), port_allocator.allocate()
+    door = firmware(
+        "door",
+        device_toml(door_port, DOOR_HZ, tmp_path / "door.wav")
+        + account_toml("door", "d00r", kam)
+        + f"""
+[[buttons]]
+name = "bell"
+bcm = 17
+action = "call"
+targets = ["sip:flat@test.local"]
+
+[relay]
+bcm = 26
+pulse_seconds = 2
+
+[intercom]
+profile = "intercom"
+door_code = "{DOOR_CODE}"
+door_code_from = ["sip:flat@test.local"]
+""",
+    )
+    flat = firmware(
+        "flat",
+        device_toml(flat_port, FLAT_HZ, tmp_path / "flat.wav")
+        + account_toml("flat", "fl4t", kam)
+        + """
+[[buttons]]
+name = "answer"
+bcm = 17
+action = "answer"
+
+[[buttons]]
+name = "hangup"
+bcm = 27
+action = "hangup"
+
+[intercom]
+profile = "desk"
+""",
+    )
+    assert poll(door.registered, 15), door.describe()
+    assert poll(flat.registered, 15), flat.describe()
+
+    # A stranger calls the door directly (not through Kamailio): refused, counted.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as scanner:
+        scanner.bind(("127.0.0.1", 0))
+        scanner.settimeout(5)
+        me = scanner.getsockname()[1]
+        invite = (
+            f"INVITE sip:door@127.0.0.1:{door_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{uuid.uuid4().hex[:10]}\r\n"
+            f"From: <sip:100@scanner.invalid>;tag={uuid.uuid4().hex[:8]}\r\n"
+            f"To: <sip:door@127.0.0.1>\r\nCall-ID: {uuid.uuid4().hex}\r\n"
+            "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:100@127.0.0.1:{me}>\r\nContent-Length: 0\r\n\r\n"
+        )
+        scanner.sendto(invite.encode(), ("127.0.0.1", door_port))
+        answer = scanner.recv(65535).decode(errors="replace")
+    assert answer.startswith("SIP/2.0 403"), answer
+    screening = door.status()["screening"]
+    assert screening["refused"] == 1 and screening["forbidden"] == 1, screening
+    assert door.status()["calls"] == []  # it never became a call
+
+    # The visitor presses the bell: the flat rings.
+    code, out = intercom("press", "bell", control=door.control)
+    assert code == 0, out
+    assert poll(lambda: flat.status()["phone"] == "ringing"), door.describe() + flat.describe()
+    calls = flat.status()["calls"]
+    assert len(calls) == 1 and calls[0]["direction"] == "incoming", calls
+    assert "door@test.local" in calls[0]["remote"]
+
+    code, out = intercom("answer", control=flat.control)
+    assert code == 0, out
+
+    def both_connected() -> bool:
+        d, f = door.status()["calls"], flat.status()["calls"]
+        return bool(d and f and d[0]["state"] == "confirmed" and f[0]["state"] == "confirmed")
+
+    assert poll(both_connected), door.describe() + flat.describe()
+    assert door.status()["phone"] == "in call" and flat.status()["phone"] == "in call"
+
+    # Let audio flow both ways for a while (wall clock: the peers are real).
+    assert poll(
+        lambda: all(
+            (c.get("packets_received") or 0) > 50
+            for fw in (door, flat)
+            for c in fw.status()["calls"]
+        )
+    ), door.describe() + flat.describe()
+
+    # The flat opens the door with the code.
+    assert door.status()["relays"]["door"]["pulses"] == 0
+    code, out = intercom("dtmf", DOOR_CODE, control=flat.control)
+    assert code == 0, out
+    assert poll(lambda: door.status()["relays"]["door"]["pulses"] == 1), door.describe()
+
+    code, out = intercom("hangup", control=flat.control)
+    assert code == 0, out
+    assert poll(lambda: not door.status()["calls"] and not flat.status()["calls"])
+    assert door.status()["phone"] == "idle" and flat.status()["phone"] == "idle"
+
+    # Graceful stop writes the recordings and unregisters.
+    assert door.stop() == 0, door.describe()
+    assert flat.stop() == 0, flat.describe()
+    assert not door.control.exists() and not flat.control.exists()
+    door_heard, rate = read_wav(tmp_path / "door.wav")
+    flat_heard, _ = read_wav(tmp_path / "flat.wav")
+    # at least half a second of the other side's tone on each loudspeaker
+    assert goertzel_share(door_heard, rate, FLAT_HZ) >= 25
+    assert goertzel_share(flat_heard, rate, DOOR_HZ) >= 25
+    # and not our own microphone (the bridge never plays a port to itself)
+    assert goertzel_share(door_heard, rate, DOOR_HZ) == 0
+    assert goertzel_share(flat_heard, rate, FLAT_HZ) == 0
+    assert poll(lambda: not kam.registrations(), 5), kam.registrations()
+
+
+def test_doctor_explains_a_wrong_password(
+    kamailio_server: Any, port_allocator: PortAllocator, firmware: Any, tmp_path: Path
+) -> None:
+    kam = kamailio_server({"door": "right-one"})
+    door = firmware(
+        "door",
+        device_toml(port_allocator.allocate(), DOOR_HZ, tmp_path / "door.wav")
+        + account_toml("door", "wrong-one", kam),
+    )
+
+    def refused() -> bool:
+        if not door.ready():
+            return False
+        account = door.status()["accounts"][0]
+        return bool(account["last_error"])
+
+    assert poll(refused, 15), door.describe()
+    code, out = intercom("doctor", control=door.control)
+    assert code == 1, out
+    assert (
+        "the registrar refused the password for door@test.local: "
+        "check [[accounts.cred_info]]" in out
+    ), out
+    assert "wrong-one" not in out  # never a password on screen
+    code, out = intercom("doctor", "--json", control=door.control)
+    checks = json.loads(out)
+    assert code == 1
+    assert any(c["check"] == "registration" and c["status"] == "fail" for c in checks)
+    # nor in the log
+    code, out = intercom("log", control=door.control)
+    assert code == 0 and "wrong-one" not in out
+
+
+def test_broken_config_and_unreachable_firmware(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('hal = "sim"\n[[accounts]]\nid = "<sip:door@test.local>"\nreg_timout = 60\n')
+    code, out = intercom("run", "--config", str(bad), "--control", str(tmp_path / "x.sock"))
+    assert code == 2, out
+    assert f"{bad}:4: accounts[1].reg_timout: expected one of the keys" in out, out
+    assert "did you mean 'reg_timeout'?" in out
+    assert "not started" in out
+    code, out = intercom("status", control=tmp_path / "nobody.sock")
+    assert code == 3, out
+    assert "is `intercom run` running?" in out
