@@ -199,6 +199,11 @@ class UserAgent:
     def acc_add_local(self, transport_id: int, is_default: bool = False) -> int:
         """Add a userless account for a transport (``sip:ADDRESS:PORT``), no registration."""
         info = self.endpoint.transports.info(transport_id)
+        if info.local_port == 0:
+            raise ValueError(
+                f"transport {transport_id} ({info.type}) does not listen: a local account on it"
+                " could not be called (give the TLS transport a server context)"
+            )
         host = info.local_host
         if host in ("0.0.0.0", "::"):
             host = self.endpoint.transports.local_address(

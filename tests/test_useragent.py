@@ -315,3 +315,13 @@ def test_request_filter_answers_403_and_admit_drops(loop: Loop) -> None:
         assert _exchange(loop, peer, options("evil", "a3"), port) is None
         assert ua.endpoint.refused == 1
     ua.shutdown(timeout=0)
+
+
+def test_local_account_needs_a_listening_transport(loop: Loop) -> None:
+    from sipstack.tls import client_context
+
+    ua = UserAgent(loop)
+    tls = ua.transport_create("tls", "127.0.0.1", 0, tls_client=client_context())
+    with pytest.raises(ValueError, match="does not listen"):
+        ua.acc_add_local(tls)
+    ua.shutdown(timeout=0)
