@@ -72,12 +72,17 @@ def run(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
     from firmware.app import App
+    from firmware.sdnotify import Notifier
 
+    systemd = Notifier()
     app = App(
         config,
         hal=args.hal,
         control_path=control_path(args.control),
         bind=(args.host, args.port),
+        # systemd's WatchdogSec: ping at half of it from the loop, so a stuck loop
+        # gets the service restarted
+        heartbeat_interval=systemd.watchdog_interval or 5.0,
     )
     try:
         app.start()
@@ -95,8 +100,16 @@ def run(args: argparse.Namespace) -> int:
         if path is None and app.ports.get("udp") != args.port:
             print(f"intercom: port {args.port} was taken, using {app.ports['udp']}", flush=True)
 
-    app.on_ready = announce
-    return app.run()
+    def ready() -> None:
+        announce()
+        systemd.ready("running")
+
+    app.on_ready = ready
+    app.on_heartbeat = systemd.watchdog
+    try:
+        return app.run()
+    finally:
+        systemd.stopping()
 
 
 def config_check(args: argparse.Namespace) -> int:
