@@ -105,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
         systemd.ready("running")
 
     app.on_ready = ready
-    app.on_heartbeat = systemd.watchdog
+    def heartbeat() -> None:
+        systemd.watchdog()
+
+    app.on_heartbeat = heartbeat
     try:
         return app.run()
     finally:
