@@ -213,19 +213,19 @@ class JitterBuffer:
 
     # -- input -------------------------------------------------------------------
 
-    def put(self, packet_seq: int, timestamp: int, payload: bytes, arrival_now: float) -> None:
-        """Store one audio packet's payload (16-bit seq, 32-bit RTP timestamp)."""
-        self._insert(packet_seq, timestamp, payload, arrival_now)
-
     def put_event(self, packet_seq: int, timestamp: int, arrival_now: float) -> None:
         """Note a packet of this stream that carries no audio (an RFC 4733 event).
 
         Its sequence number then counts neither as lost nor as a slot: the
         time the event took shows up as :class:`Empty` slots, by timestamp.
         """
-        self._insert(packet_seq, timestamp, None, arrival_now)
+        self.put(packet_seq, timestamp, None, arrival_now)
 
-    def _insert(self, seq: int, timestamp: int, payload: bytes | None, now: float) -> None:
+    def put(self, seq: int, timestamp: int, payload: bytes | None, now: float) -> None:
+        """Store one audio packet's payload (16-bit seq, 32-bit RTP timestamp).
+
+        ``payload=None`` is what :meth:`put_event` stores for a packet without audio.
+        """
         max_seq = self._max_seq
         if max_seq is None:
             ext = seq
@@ -242,7 +242,7 @@ class JitterBuffer:
                 self._state is _State.PLAYING and ext < self._next_seq - _RESTART_BEHIND
             ):
                 self.reset()
-                self._insert(seq, timestamp, payload, now)
+                self.put(seq, timestamp, payload, now)
                 return
         self._last_put = now
         if self._state is _State.PLAYING and ext < self._next_seq:
@@ -321,13 +321,17 @@ class JitterBuffer:
         """What to play for the next ``frame_samples`` (call once per frame)."""
         if self._state is _State.BUFFERING and not self._start(now):
             return EMPTY
-        self._skip_events()
-        base = min(self._cur_min, self._prev_min)
+        entry = self._frames.get(self._next_seq)
+        if entry is not None and entry[1] is None:
+            self._skip_events()
+        cur_min = self._cur_min
+        prev_min = self._prev_min
+        base = cur_min if cur_min < prev_min else prev_min
         delay = now - self._play_ts / self.clock_rate - base if base < math.inf else 0.0
         self._delay = delay
         err = delay - self._target
-        self._since_adjust += 1
-        if self._since_adjust >= 2:
+        since = self._since_adjust = self._since_adjust + 1
+        if since >= 2 and (err > self.ptime + _EPS or err < -0.5 * self.ptime - _EPS):
             if err > self.ptime + _EPS and self._drop(err):
                 self._since_adjust = 0
                 self._delay -= self.ptime
@@ -416,12 +420,15 @@ class JitterBuffer:
                 self._talking = False
                 return EMPTY
             del frames[seq]
-            self._advance(True)
+            # _advance(True), inlined: this is the path of every played frame
+            self._history = ((self._history << 1) | 1) & _HISTORY_MASK
+            self._next_seq = seq + 1
             # a late talkspurt start (ts behind) just moves the schedule
             self._play_ts = ts + self.frame_samples
             self.played += 1
             assert payload is not None  # events were skipped before
-            self._last_quiet = self._is_quiet is None or self._is_quiet(payload)
+            is_quiet = self._is_quiet
+            self._last_quiet = is_quiet is None or is_quiet(payload)
             self._talking = True
             return Frame(seq & 0xFFFF, (ts + self._ts_origin) & 0xFFFFFFFF, payload)
         if self._max_seq is not None and self._max_seq > seq:

@@ -406,6 +406,25 @@ class _Port:
         self.last_tx: bytes | None = None
 
 
+#: Plan routes that are not a source slot (slots are >= 0).
+_MIX = -1
+_SILENT = -2
+
+
+class _Plan:
+    """What one tick does: sources to read, and for each sink a source slot, mix or silence."""
+
+    __slots__ = ("sources", "sinks")
+
+    def __init__(
+        self,
+        sources: tuple[tuple[int, _Port, Callable[[float], bytes | None], bool], ...],
+        sinks: tuple[tuple[_Port, Callable[[bytes, float], None], int], ...],
+    ) -> None:
+        self.sources = sources
+        self.sinks = sinks
+
+
 class Conference:
     """A conference bridge: ports, connections, per-port volume and mute, N-1 mixing.
 
@@ -428,6 +447,7 @@ class Conference:
         self._ones = _ones(frame_samples)
         self._ports: dict[int, _Port] = {}
         self._next_slot = 0
+        self._plan: _Plan | None = None
 
     # -- ports ----------------------------------------------------------------
 
@@ -440,6 +460,7 @@ class Conference:
         slot = self._next_slot
         self._next_slot += 1
         self._ports[slot] = _Port(name, source, sink)
+        self._plan = None
         return slot
 
     def remove_port(self, slot: int) -> None:
@@ -448,6 +469,7 @@ class Conference:
         del self._ports[slot]
         for port in self._ports.values():
             port.listeners.discard(slot)
+        self._plan = None
 
     def connect(self, src: int, dst: int) -> None:
         """Route ``src``'s audio to ``dst`` (one way; connect both for a call)."""
@@ -455,11 +477,13 @@ class Conference:
             raise ValueError(f"port {src} cannot be connected to itself (N-1 mixing)")
         self._port(src)
         self._port(dst).listeners.add(src)
+        self._plan = None
 
     def disconnect(self, src: int, dst: int) -> None:
         """Undo :meth:`connect`; unknown connections are ignored."""
         self._port(src)
         self._port(dst).listeners.discard(src)
+        self._plan = None
 
     def connect_all(self, slots: Sequence[int]) -> None:
         """Full mesh between ``slots``: everyone hears everyone else, not themselves."""
@@ -481,10 +505,12 @@ class Conference:
     def set_rx_volume(self, slot: int, volume: float) -> None:
         """Scale what the port brings (1.0 unchanged, 0 silent, at most 4.0)."""
         self._port(slot).rx_volume = _check_volume(volume)
+        self._plan = None
 
     def set_tx_volume(self, slot: int, volume: float) -> None:
         """Scale what the port hears (1.0 unchanged, 0 silent, at most 4.0)."""
         self._port(slot).tx_volume = _check_volume(volume)
+        self._plan = None
 
     def set_mute(self, slot: int, *, rx: bool | None = None, tx: bool | None = None) -> None:
         """Mute what the port brings (``rx``) and/or what it hears (``tx``)."""
@@ -493,6 +519,7 @@ class Conference:
             port.rx_muted = rx
         if tx is not None:
             port.tx_muted = tx
+        self._plan = None
 
     def levels(self, slot: int) -> PortLevels:
         """Peaks of the last tick (computed on demand: free when nobody asks)."""
@@ -503,26 +530,65 @@ class Conference:
 
     def tick(self, now: float) -> None:
         """Read every source once, then write every sink its N-1 mix."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = self._make_plan()
         frames: dict[int, bytes] = {}
-        for slot, port in self._ports.items():
-            if port.source is None:
-                continue
-            frame = port.source.read(now)
-            if frame is not None and len(frame) != self._frame_bytes:
-                raise ValueError(
-                    f"source of conference port {slot} ({port.name!r}) returned "
-                    f"{len(frame)} bytes, not {self._frame_bytes}"
-                )
+        frame_bytes = self._frame_bytes
+        for slot, port, read, heard in plan.sources:
+            frame = read(now)
             port.last_rx = frame
-            if frame is not None and not port.rx_muted and port.rx_volume > 0.0:
-                frames[slot] = frame
+            if frame is not None:
+                if len(frame) != frame_bytes:
+                    raise ValueError(
+                        f"source of conference port {slot} ({port.name!r}) returned "
+                        f"{len(frame)} bytes, not {frame_bytes}"
+                    )
+                if heard:
+                    frames[slot] = frame
+        silence = self._silence
         packed: dict[int, int] = {}
-        for port in list(self._ports.values()):
+        for port, write, route in plan.sinks:
+            if route >= 0:  # the one source this sink hears, at unity gain: no mix, no copy
+                out = frames.get(route, silence)
+            elif route == _SILENT:
+                out = silence
+            else:
+                out = self._mix_for(port, frames, packed)
+            port.last_tx = out
+            write(out, now)
+
+    def _make_plan(self) -> _Plan:
+        """Precompute the tick's routing; rebuilt after any change of ports or levels.
+
+        Most ticks of a door station carry one call to one device port: each
+        sink then hears exactly one source at unity gain, and the plan says so
+        once instead of every tick working it out again (PJMEDIA's bridge keeps
+        the same per-port "listener count" for the same reason).
+        """
+        sources = tuple(
+            (slot, port, port.source.read, not port.rx_muted and port.rx_volume > 0.0)
+            for slot, port in self._ports.items()
+            if port.source is not None
+        )
+        sinks: list[tuple[_Port, Callable[[bytes, float], None], int]] = []
+        for port in self._ports.values():
             if port.sink is None:
                 continue
-            out = self._mix_for(port, frames, packed)
-            port.last_tx = out
-            port.sink.write(out, now)
+            route = _MIX
+            heard = [
+                s
+                for s in port.listeners
+                if (src := self._ports[s]).source is not None
+                and not src.rx_muted
+                and src.rx_volume > 0.0
+            ]
+            if port.tx_muted or port.tx_volume == 0.0 or not heard:
+                route = _SILENT
+            elif len(heard) == 1 and self._ports[heard[0]].rx_volume * port.tx_volume == 1.0:
+                route = heard[0]
+            sinks.append((port, port.sink.write, route))
+        return _Plan(sources, tuple(sinks))
 
     def _mix_for(self, port: _Port, frames: dict[int, bytes], packed: dict[int, int]) -> bytes:
         if port.tx_muted or port.tx_volume == 0.0:
@@ -651,6 +717,7 @@ class MediaClock:
         self._generation = 0
         self._loop: TimerLoop | None = None
         self._timer: Cancellable | None = None
+        self._timer_generation = 0
         self._start = 0.0
         self._slot = 0  # next deadline is start + slot * ptime
         self._device: tuple[CaptureLike, PlaybackLike] | None = None
@@ -716,15 +783,30 @@ class MediaClock:
 
     def _schedule(self, generation: int) -> None:
         assert self._loop is not None
+        self._timer_generation = generation
         when = self._start + self._slot * self.ptime
-        self._timer = self._loop.call_at(when, lambda: self._on_timer(generation))
+        self._timer = self._loop.call_at(when, self._on_timer)
 
-    def _on_timer(self, generation: int) -> None:
-        if generation != self._generation or self._loop is None:
+    def _on_timer(self) -> None:
+        # One bound method for every tick (no closure per tick); the generation
+        # recorded at scheduling time tells a stale timer from the current one.
+        generation = self._timer_generation
+        loop = self._loop
+        if generation != self._generation or loop is None:
             return
-        now = self._loop.time()
+        now = loop.time()
+        start = self._start
+        slot = self._slot
+        ptime = self.ptime
+        if now < start + (slot + 1) * ptime:
+            # on time (the usual case): deliver this slot, schedule the next
+            self._slot = slot + 1
+            self._timer = loop.call_at(start + (slot + 1) * ptime, self._on_timer)
+            self.ticks += 1
+            self._on_tick(start + slot * ptime)
+            return
         # slots whose deadline has passed (the one that fired is always due)
-        due = max(1, math.floor((now - self._start) / self.ptime) - self._slot + 1)
+        due = max(1, math.floor((now - start) / ptime) - slot + 1)
         run = min(due, self._max_catchup)
         self.skipped += due - run
         first = self._slot + due - run  # the newest slots are the ones worth playing

@@ -38,8 +38,12 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import math
+import platform
 import random
 import socket
+import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +75,7 @@ if TYPE_CHECKING:  # srtp imports pylibsrtp: only load it for calls that use SRT
 
 __all__ = [
     "MAX_DATAGRAMS_PER_WAKEUP",
+    "READER_FALLBACK",
     "DtmfNotNegotiatedError",
     "DtmfReceived",
     "MediaEvent",
@@ -85,8 +90,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Datagrams read per readable event before yielding to the loop (50/s is normal).
+#: Datagrams read per readable event or tick before yielding to the loop (one per tick
+#: is normal).
 MAX_DATAGRAMS_PER_WAKEUP = 32
+#: Seconds without a :meth:`MediaSession.read` after which the loop reads RTP again.
+READER_FALLBACK = 1.0
 
 
 # -- events -----------------------------------------------------------------------------
@@ -204,6 +212,28 @@ class RtpPortAllocator:
         )
 
 
+# Linux receive timestamps with a 64-bit time_t on every architecture (kernel >= 5.1):
+# SO_TIMESTAMPNS_NEW from asm-generic/socket.h; the stdlib does not name it. Only the
+# architectures that use the generic numbering (every Raspberry Pi, x86) turn it on.
+_SO_TIMESTAMPNS_NEW = 64
+_TIMESTAMP_MACHINES = frozenset(
+    {"x86_64", "i686", "aarch64", "arm64", "armv6l", "armv7l", "armv8l", "riscv64"}
+)
+_TIMESPEC = struct.Struct("=qq")  # struct __kernel_timespec: seconds, nanoseconds
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+
+
+def _enable_timestamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp every datagram with its arrival time; False if it cannot."""
+    if sys.platform != "linux" or platform.machine() not in _TIMESTAMP_MACHINES:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS_NEW, 1)
+    except OSError:  # a kernel before 5.1
+        return False
+    return True
+
+
 def _default_jitter(clock_rate: int, frame_samples: int) -> JitterBuffer:
     return JitterBuffer(clock_rate, frame_samples)
 
@@ -223,6 +253,8 @@ class _Stream:
         "jitter",
         "dtmf_tx",
         "dtmf_rx",
+        "dtmf_tx_active",
+        "dtmf_rx_active",
         "rtp_samples",
         "pcm_samples",
         "silence_pcm",
@@ -251,6 +283,8 @@ class _Stream:
         # RFC 4733 2.2: the event clock is the audio codec's RTP clock.
         self.dtmf_tx = DtmfSender(codec.clock_rate, self.rtp_samples)
         self.dtmf_rx = DtmfReceiver(codec.clock_rate)
+        self.dtmf_tx_active = False  # digits queued: ask dtmf_tx every tick
+        self.dtmf_rx_active = False  # a received digit is unfinished: mind its timer
         self.silence_pcm = bytes(2 * self.pcm_samples)
         self.silence_payload = codec.encode(self.silence_pcm)
         self.can_send = True
@@ -268,6 +302,9 @@ class MediaSession:
     ``jitter_factory(clock_rate, frame_samples)`` builds the jitter buffer;
     ``rtcp_interval`` is the RFC 3550 6.2 minimum report interval (5 s; tests
     shorten it). ``srtp_context`` protects both sockets (RFC 3711).
+    ``kernel_timestamps`` asks Linux for the arrival time of every RTP
+    datagram (``SO_TIMESTAMPNS``); without it (or off Linux) a datagram's
+    arrival is the time it is read.
     """
 
     def __init__(
@@ -285,6 +322,7 @@ class MediaSession:
         srtp_context: SrtpContext | None = None,
         jitter_factory: Callable[[int, int], JitterBuffer] | None = None,
         rtcp_interval: float = RTCP_MIN_TIME,
+        kernel_timestamps: bool = True,
     ) -> None:
         self._loop = loop
         self._registry = registry
@@ -301,6 +339,9 @@ class MediaSession:
         self.local_port: int = self._rtp_sock.getsockname()[1]
         self.local_rtcp_port: int = self._rtcp_sock.getsockname()[1]
         self._v6 = self._rtp_sock.family == socket.AF_INET6
+        self._stamped = kernel_timestamps and _enable_timestamps(self._rtp_sock)
+        # a datagram younger than this came after the previous tick (see _receive_rtp)
+        self._fresh = 0.9 * ptime / 1000
         self._stream: _Stream | None = None
         self._negotiated: NegotiatedMedia | None = None
         self._direction = Direction.SENDRECV
@@ -313,6 +354,10 @@ class MediaSession:
         self.srtp_failures = 0
         self.dtmf_sent = 0
         self.dtmf_received = 0
+        # RTP is read by a loop reader only until the graph reads the session
+        # (read() takes over; the RTCP timer hands it back if the reads stop).
+        self._rtp_reader = True
+        self._last_read = -math.inf
         loop.add_reader(self._rtp_sock, self._on_rtp_readable)
         loop.add_reader(self._rtcp_sock, self._on_rtcp_readable)
 
@@ -430,10 +475,11 @@ class MediaSession:
         if not stream.can_send or dest is None:
             sender.skip(stream.rtp_samples)  # RFC 3550 5.1: the clock keeps running
             return
-        dtmf = stream.dtmf_tx
-        if dtmf.busy:
-            event = dtmf.tick(sender.timestamp)
-            if event is not None:
+        if stream.dtmf_tx_active:  # digits were queued (the flag spares a call per tick)
+            dtmf = stream.dtmf_tx
+            if not dtmf.busy:
+                stream.dtmf_tx_active = False
+            elif (event := dtmf.tick(sender.timestamp)) is not None:
                 assert stream.event_pt is not None  # send_dtmf() checked
                 data = sender.send_other(
                     stream.event_pt, event.payload, event.timestamp, event.marker, now
@@ -442,17 +488,38 @@ class MediaSession:
                 self._send(self._rtp_sock, data, dest)
                 return
         payload = stream.silence_payload if frame is None else stream.codec.encode(frame)
-        self._send(self._rtp_sock, sender.send(payload, stream.rtp_samples, now), dest)
+        data = sender.send(payload, stream.rtp_samples, now)
+        if self._srtp is not None:
+            self._send(self._rtp_sock, data, dest)
+            return
+        try:  # _send() without SRTP, inlined: once per tick
+            self._rtp_sock.sendto(data, dest)
+        except OSError as exc:
+            log.debug("RTP sendto %s failed: %s", dest, exc)
 
     def read(self, now: float) -> bytes | None:
-        """One tick of received audio: decoded or concealed; None for silence."""
+        """One tick of received audio: decoded or concealed; None for silence.
+
+        The first call moves the RTP socket from its loop reader to this
+        method: from then on every tick drains the socket before it asks the
+        jitter buffer, so a call wakes the loop once per ptime, not twice.
+        """
+        if self._rtp_reader:
+            if self.state is MediaState.CLOSED:
+                return None
+            self._loop.remove_reader(self._rtp_sock)
+            self._rtp_reader = False
+        self._last_read = now
+        self._receive_rtp(self._fresh)
         stream = self._stream
         if stream is None:
             return None
-        dtmf_rx = stream.dtmf_rx
-        if dtmf_rx.get_timer() is not None:
-            dtmf_rx.handle_timer(now)  # RFC 4733 2.5.2.2: end a digit whose end was lost
-            self._drain_digits(dtmf_rx)
+        if stream.dtmf_rx_active:  # only while a received digit is unfinished
+            dtmf_rx = stream.dtmf_rx
+            if dtmf_rx.get_timer() is not None:
+                dtmf_rx.handle_timer(now)  # RFC 4733 2.5.2.2: end a digit whose end was lost
+                self._drain_digits(dtmf_rx)
+            stream.dtmf_rx_active = dtmf_rx.get_timer() is not None
         if not stream.can_receive:
             return None
         result = stream.jitter.get(now)
@@ -472,48 +539,85 @@ class MediaSession:
         if stream is None or stream.event_pt is None:
             raise DtmfNotNegotiatedError("telephone-event was not negotiated for this call")
         stream.dtmf_tx.queue(digits, duration)
+        stream.dtmf_tx_active = True
         self.dtmf_sent += len(digits)
 
     # -- receive path --------------------------------------------------------------------
 
     def _on_rtp_readable(self) -> None:
+        # Only until the graph first reads the session (see read()).
+        self._receive_rtp(fresh=0.0)
+
+    def _receive_rtp(self, fresh: float) -> None:
+        """Read the RTP socket: every datagram waiting, or up to the first fresh one.
+
+        With kernel receive timestamps each datagram carries its true arrival
+        time (RFC 3550 A.8 jitter and the jitter buffer need it, not the tick's
+        time), and reading stops after one that arrived less than ``fresh``
+        seconds ago: anything behind it is younger still and waits for the next
+        tick, so the usual tick costs one ``recvmsg`` and no failing read.
+        Without timestamps the socket is read until it is empty.
+        """
         sock = self._rtp_sock
         now = self._loop.time()
-        stream = self._stream
-        srtp = self._srtp
+        stamped = self._stamped
+        wall = time.time() if stamped else 0.0
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             try:
-                data, addr = sock.recvfrom(MAX_RTP_PACKET)
+                if stamped:
+                    data, ancillary, _flags, addr = sock.recvmsg(MAX_RTP_PACKET, _CMSG_SPACE)
+                else:
+                    data, addr = sock.recvfrom(MAX_RTP_PACKET)
+                    ancillary = None
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # ICMP port unreachable surfaces here on Linux
                 log.debug("RTP socket error: %s", exc)
                 continue
-            if stream is None:
-                continue  # nothing negotiated yet: early packets are dropped
-            if srtp is not None:
-                plain = self._unprotect(srtp, data, rtcp=is_rtcp(data))
-                if plain is None:
-                    continue
-                data = plain
-            if is_rtcp(data):  # RFC 5761 4: a peer that muxes RTCP on the RTP port
-                stream.rtp.receive_rtcp(data, addr, now)
-                continue
-            pkt = stream.rtp.receive_rtp(data, addr, now)
-            if pkt is None:
-                continue
-            pt = pkt.payload_type
-            if pt == stream.payload_type:
-                if stream.can_receive:
-                    stream.jitter.put(pkt.sequence, pkt.timestamp, pkt.payload, now)
-            elif pt == stream.event_pt:
-                stream.jitter.put_event(pkt.sequence, pkt.timestamp, now)
-                stream.dtmf_rx.receive(pkt.payload, pkt.timestamp, now)
-                self._drain_digits(stream.dtmf_rx)
+            age = -1.0
+            if ancillary:
+                level, kind, raw = ancillary[0]
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS_NEW:
+                    sec, nsec = _TIMESPEC.unpack_from(raw)
+                    age = wall - sec - nsec * 1e-9
+            if 0.0 <= age < 1.0:  # a wall-clock step makes it useless: then use now
+                self._on_datagram(data, addr, now - age)
+                if age < fresh:
+                    break
             else:
-                self.unknown_payload += 1  # e.g. comfort noise (RFC 3389) we did not offer
-        if stream is not None:
+                self._on_datagram(data, addr, now)
+        stream = self._stream
+        if stream is not None and stream.rtp.receiver.has_events:
             self._drain_rtp_events(stream)
+
+    def _on_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        """One datagram from the RTP socket, received at ``now``."""
+        stream = self._stream
+        if stream is None:
+            return  # nothing negotiated yet: early packets are dropped
+        srtp = self._srtp
+        if srtp is not None:
+            plain = self._unprotect(srtp, data, rtcp=is_rtcp(data))
+            if plain is None:
+                return
+            data = plain
+        if len(data) > 1 and 192 <= data[1] <= 223:  # is_rtcp(), inlined: RFC 5761 4
+            stream.rtp.receive_rtcp(data, addr, now)  # a peer muxing RTCP on this port
+            return
+        accepted = stream.rtp.accept_rtp(data, addr, now)
+        if accepted is None:
+            return
+        pt, seq, ts, payload = accepted
+        if pt == stream.payload_type:
+            if stream.can_receive:
+                stream.jitter.put(seq, ts, payload, now)
+        elif pt == stream.event_pt:
+            stream.jitter.put_event(seq, ts, now)
+            stream.dtmf_rx.receive(payload, ts, now)
+            self._drain_digits(stream.dtmf_rx)
+            stream.dtmf_rx_active = stream.dtmf_rx.get_timer() is not None
+        else:
+            self.unknown_payload += 1  # e.g. comfort noise (RFC 3389) we did not offer
 
     def _on_rtcp_readable(self) -> None:
         sock = self._rtcp_sock
@@ -595,7 +699,13 @@ class MediaSession:
         stream = self._stream
         if stream is None or self.state is not MediaState.ACTIVE:
             return
-        stream.rtp.handle_timer(self._loop.time())
+        now = self._loop.time()
+        if not self._rtp_reader and now - self._last_read > READER_FALLBACK:
+            # Nobody ticks us any more (the clock stopped, the port was unplugged):
+            # the loop reads the socket again, so latching, DTMF and statistics go on.
+            self._loop.add_reader(self._rtp_sock, self._on_rtp_readable)
+            self._rtp_reader = True
+        stream.rtp.handle_timer(now)
         dest = self._rtcp_dest
         for data in stream.rtp.rtcp_to_send():
             if dest is not None:  # RFC 3264 8.4: RTCP keeps flowing on hold
@@ -648,7 +758,9 @@ class MediaSession:
         if self._rtcp_timer is not None:
             self._rtcp_timer.cancel()
             self._rtcp_timer = None
-        self._loop.remove_reader(self._rtp_sock)
+        if self._rtp_reader:
+            self._loop.remove_reader(self._rtp_sock)
+            self._rtp_reader = False
         self._loop.remove_reader(self._rtcp_sock)
         self._rtp_sock.close()
         self._rtcp_sock.close()

@@ -444,6 +444,24 @@ class ReceptionStats:
         packets whose timestamp is not a sampling instant (RFC 4733 events all
         carry their start time) out of the jitter estimate.
         """
+        max_seq = self.max_seq
+        if seq == max_seq + 1 and not self.probation and self._started:
+            # The per-packet common case (the next packet of a validated source, no
+            # wrap): A.1's in-order branch and _count() inlined, same arithmetic.
+            self.max_seq = seq
+            self.received += 1
+            self.octets += size
+            if jitter:
+                last = self._last_arrival
+                if last is not None:
+                    dts = (timestamp - self._last_ts) & 0xFFFFFFFF
+                    if dts & 0x80000000:
+                        dts -= 1 << 32
+                    d = (arrival - last) * self.clock_rate - dts
+                    self._jitter += (abs(d) - self._jitter) / 16.0
+                self._last_arrival = arrival
+                self._last_ts = timestamp
+            return SeqStatus.VALID
         if not self._started:
             self._started = True
             self._init_seq(seq)

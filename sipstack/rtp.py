@@ -21,6 +21,7 @@ from sipstack.errors import SipStackError
 
 __all__ = [
     "MAX_RTP_PACKET",
+    "RTP_HEADER",
     "RTP_HEADER_SIZE",
     "RtpPacket",
     "RtpParseError",
@@ -35,7 +36,9 @@ MAX_RTP_PACKET = 2048
 #: The fixed header: V/P/X/CC, M/PT, sequence number, timestamp, SSRC.
 RTP_HEADER_SIZE = 12
 
-_HEADER = struct.Struct("!BBHII")
+#: The fixed header as a precompiled :class:`struct.Struct` (shared by the receive path).
+RTP_HEADER = struct.Struct("!BBHII")
+_HEADER = RTP_HEADER
 _EXT_HEADER = struct.Struct("!HH")
 _CSRC = struct.Struct("!I")
 

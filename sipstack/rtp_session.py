@@ -41,12 +41,13 @@ from sipstack.rtcp import (
     parse_rtcp,
     rtt_from_block,
 )
-from sipstack.rtp import RtpPacket, RtpParseError, build_rtp, parse_rtp
+from sipstack.rtp import MAX_RTP_PACKET, RTP_HEADER, RtpPacket, RtpParseError, build_rtp, parse_rtp
 
 __all__ = [
     "Address",
     "ByeReceived",
     "RtcpSourceLatched",
+    "AcceptedRtp",
     "RtpEvent",
     "RtpReceiver",
     "RtpSender",
@@ -105,6 +106,12 @@ class ByeReceived:
 
 
 RtpEvent = SourceLatched | RtcpSourceLatched | SsrcChanged | ByeReceived
+
+#: What :meth:`RtpReceiver.accept` returns for a packet to play:
+#: ``(payload_type, sequence, timestamp, payload)``. A plain tuple, because the
+#: receive path runs 50 times a second per call and a tuple costs a tenth of
+#: building an :class:`~sipstack.rtp.RtpPacket`.
+AcceptedRtp = tuple[int, int, int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +182,19 @@ class RtpSender:
         """
         seq = self.sequence
         ts = self.timestamp
-        data = build_rtp(self.payload_type, seq, ts, self.ssrc, payload, self._talkspurt)
+        # the fields are ours and in range (checked at construction, kept masked)
+        data = RTP_HEADER.pack(
+            0x80, self.payload_type | (0x80 if self._talkspurt else 0), seq, ts, self.ssrc
+        )
         self._talkspurt = False
         self.sequence = (seq + 1) & 0xFFFF
         self.timestamp = (ts + samples) & 0xFFFFFFFF
-        self._account(len(payload), ts, now)
-        return data
+        # _account(), inlined: this runs for every packet we send
+        self.packet_count += 1
+        self.octet_count += len(payload)  # RFC 3550 6.4.1: payload octets only
+        self._last_ts = ts
+        self._last_now = now
+        return data + payload
 
     def skip(self, samples: int) -> None:
         """A frame of silence not sent (DTX, hold, or the slot an event packet took)."""
@@ -264,6 +278,11 @@ class RtpReceiver:
         return self._addr
 
     @property
+    def last_valid(self) -> float:
+        """When the last packet of the accepted source was accepted (-inf: never)."""
+        return self._last_valid
+
+    @property
     def source(self) -> ReceptionStats | None:
         """Statistics of the accepted source, or None."""
         return self._source
@@ -275,6 +294,11 @@ class RtpReceiver:
         self._candidate = None
         self._last_valid = -math.inf
 
+    @property
+    def has_events(self) -> bool:
+        """True when :meth:`next_event` has something (a cheap check per tick)."""
+        return bool(self._events)
+
     def next_event(self) -> RtpEvent | None:
         """The oldest undelivered event, or None."""
         return self._events.popleft() if self._events else None
@@ -282,6 +306,35 @@ class RtpReceiver:
     def push_event(self, event: RtpEvent) -> None:
         """Queue an event found outside RTP (RTCP BYE/latching by :class:`RtpSession`)."""
         self._events.append(event)
+
+    def accept(self, data: bytes, addr: Address, now: float) -> AcceptedRtp | None:
+        """:meth:`receive` for the media hot path: the same verdict, as a plain tuple.
+
+        The common packet (a header-only RTP packet of the accepted source from
+        its latched address) is checked straight from the header bytes; every
+        other datagram takes the full path of :meth:`receive`.
+        """
+        source = self._source
+        if (
+            source is not None
+            and len(data) > 12  # RTP_HEADER_SIZE, and a non-empty payload
+            and data[0] == 0x80  # RFC 3550 5.1: V=2, no padding, extension or CSRC
+            and addr == self._addr
+        ):
+            _b0, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
+            if ssrc == source.ssrc and len(data) <= MAX_RTP_PACKET:
+                pt = b1 & 0x7F
+                size = len(data) - 12
+                jitter = pt not in self.event_payload_types
+                if source.update(seq, ts, now, size, jitter) is SeqStatus.BAD:
+                    self.rejected += 1
+                    return None
+                self._last_valid = now
+                return pt, seq, ts, data[12:]
+        pkt = self.receive(data, addr, now)
+        if pkt is None:
+            return None
+        return pkt.payload_type, pkt.sequence, pkt.timestamp, pkt.payload
 
     def receive(self, data: bytes, addr: Address, now: float) -> RtpPacket | None:
         """Account for one datagram; returns the packet when it should be played."""
@@ -403,7 +456,7 @@ class RtpSession:
         self._rtcp_addr: Address | None = None
         self._sent_at_last_report = 0
         self._received_at_last_report = 0
-        self._peer_sending = False
+        self._bye_at = -math.inf  # when the peer's RTCP BYE came (RFC 3550 6.6)
         self.rtt: float | None = None
         self.remote_report: ReportBlock | None = None
         self.rtcp_malformed = 0
@@ -419,10 +472,11 @@ class RtpSession:
 
     def receive_rtp(self, data: bytes, addr: Address, now: float) -> RtpPacket | None:
         """A datagram from the RTP socket (see :meth:`RtpReceiver.receive`)."""
-        pkt = self.receiver.receive(data, addr, now)
-        if pkt is not None:
-            self._peer_sending = True
-        return pkt
+        return self.receiver.receive(data, addr, now)
+
+    def accept_rtp(self, data: bytes, addr: Address, now: float) -> AcceptedRtp | None:
+        """:meth:`receive_rtp` without building a packet object (see :meth:`RtpReceiver.accept`)."""
+        return self.receiver.accept(data, addr, now)
 
     def next_event(self) -> RtpEvent | None:
         """The oldest undelivered event of the stream."""
@@ -453,7 +507,7 @@ class RtpSession:
                         if rtt is not None:
                             self.rtt = rtt
             elif isinstance(pkt, Bye) and source is not None and source.ssrc in pkt.ssrcs:
-                self._peer_sending = False
+                self._bye_at = now
                 self.receiver.push_event(ByeReceived(source.ssrc, pkt.reason))
 
     def _latch_rtcp(self, addr: Address) -> None:
@@ -520,7 +574,9 @@ class RtpSession:
     def _interval(self) -> float:
         we_sent = self.sender.packet_count != self._sent_at_last_report
         members = 2 if self.receiver.source is not None else 1
-        senders = int(we_sent) + int(self._peer_sending)
+        # the peer is a sender when it sent media since its last BYE (if any)
+        peer_sending = self.receiver.last_valid > self._bye_at
+        senders = int(we_sent) + int(peer_sending)
         return rtcp_interval(
             members,
             senders,

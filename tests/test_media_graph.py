@@ -155,6 +155,35 @@ def test_single_source_at_unity_passes_the_frame_through_unchanged() -> None:
     assert sink.frames == [frame]
 
 
+def test_routing_follows_every_change_between_ticks() -> None:
+    """The tick's precomputed routing is rebuilt after connects, new ports and removals."""
+    call_frame = pcm([1200] * N)
+    tone_frame = pcm([-300] * N)
+    conf = Conference(8000, N)
+    speaker = Collect()
+    call = conf.add_port("call", source=Constant(call_frame))
+    spk = conf.add_port("speaker", sink=speaker)
+    conf.tick(0.0)
+    assert speaker.frames[-1] == bytes(2 * N)  # nothing connected yet
+    conf.connect(call, spk)
+    conf.tick(0.02)
+    assert speaker.frames[-1] is call_frame  # one source at unity: passed through, no copy
+    tone = conf.add_port("tone", source=Constant(tone_frame))
+    conf.connect(tone, spk)
+    conf.tick(0.04)
+    assert samples_of(speaker.frames[-1]) == [900] * N  # now mixed
+    conf.disconnect(call, spk)
+    conf.tick(0.06)
+    assert speaker.frames[-1] is tone_frame
+    conf.remove_port(tone)
+    conf.tick(0.08)
+    assert speaker.frames[-1] == bytes(2 * N)
+    conf.connect(call, spk)
+    conf.set_tx_volume(spk, 0.5)
+    conf.tick(0.1)
+    assert samples_of(speaker.frames[-1]) == [600] * N
+
+
 def test_volume_and_mute() -> None:
     a = [1000 * (i % 7) - 3000 for i in range(N)]
     b = [(-1) ** i * 500 for i in range(N)]

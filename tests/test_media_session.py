@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import selectors
 import socket
+import sys
+import time
 import wave
 from array import array
 from collections.abc import Iterator
@@ -521,3 +524,129 @@ def test_factory_call_between_two_file_endpoints(
     assert tone_dominates(heard_b[-2 * rate // 2 :], rate, 1000.0)
     assert [d for _, d, _ in digits] == ["7", "*"] and {c for c, _, _ in digits} == {3}
     assert any(e.call_id == 3 and isinstance(e.event, DtmfReceived) for e in events)
+
+
+# -- the receive path: read from the tick, kernel arrival times ------------------------------
+
+
+class CountingSelector(selectors.DefaultSelector):
+    """The loop's selector, counting how often the loop waits (its wake-ups)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self.waits += 1
+        return list(super().select(timeout))
+
+
+def test_a_call_wakes_the_loop_once_per_tick() -> None:
+    """Once the graph reads the sessions, RTP is read in the tick: no wake-up of its own."""
+    selector = CountingSelector()
+    with Loop(selector=selector) as loop:
+        ports = RtpPortAllocator(47000 + 2 * random.randrange(500), 48999)
+        a, b = Peer(loop, ports, seed=31), Peer(loop, ports, seed=32)
+        for_a, for_b = negotiate(a, b)
+        a.session.apply(for_a)
+        b.session.apply(for_b)
+        a.start_tone()
+        b.start_tone()
+        clock = run_clock(loop, [a, b], 0.2)  # past the first reads
+        before = selector.waits
+        ticks = clock.ticks
+        run_more(loop, clock, 1.0)
+        ticks = clock.ticks - ticks
+        waits = selector.waits - before
+        sa, sb = a.session.stats(), b.session.stats()
+        assert sa.rtp is not None and sb.rtp is not None
+        assert sa.rtp.packets_received >= clock.ticks - 3 and sa.rtp.cumulative_lost == 0
+        assert tone_dominates(audio_of(a, 25), 8000) and tone_dominates(audio_of(b, 25), 8000)
+        # one wait per tick, plus RTCP (a report every ~0.2 s each way: timers and
+        # datagrams); a reader per RTP socket would add a wake-up per packet (~2 per tick)
+        assert ticks >= 45
+        assert waits <= ticks + 30
+        close_all(a, b)
+
+
+def _one_way(
+    loop: Loop, ports: RtpPortAllocator, *, kernel_timestamps: bool
+) -> tuple[MediaSession, socket.socket]:
+    """A session whose peer is a plain socket of the test (its SDP port is that socket's)."""
+    session = MediaSession(
+        loop, default_registry(), host=HOST, ports=ports, kernel_timestamps=kernel_timestamps
+    )
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind((HOST, 0))
+    local = LocalMedia(HOST, session.local_port, (CodecSpec("PCMU", 8000),))
+    remote = LocalMedia(HOST, peer.getsockname()[1], (CodecSpec("PCMU", 8000),))
+    offer = create_offer(remote, 1, 1)
+    _answer, negotiated = create_answer(offer, local, 2, 1)
+    assert negotiated is not None
+    session.apply(negotiated)
+    return session, peer
+
+
+@pytest.mark.parametrize("stamped", [True, False])
+def test_arrival_times_come_from_the_kernel_when_it_stamps_datagrams(
+    ports: RtpPortAllocator, stamped: bool
+) -> None:
+    """RFC 3550 A.8 jitter needs when a packet arrived, not when a tick got to it.
+
+    The loop clock is frozen, so only kernel timestamps can tell that the third
+    packet came 50 ms (real time: the kernel's clock) after the second, while
+    its RTP timestamp says 20 ms: |D| = 30 ms. Read at one instant, D = -20 ms.
+    """
+    with Loop(clock=lambda: 100.0) as loop:
+        session, peer = _one_way(loop, ports, kernel_timestamps=stamped)
+        dest = (HOST, session.local_port)
+        for seq in (1, 2):  # probation (A.1), then the first counted packet
+            peer.sendto(build_rtp(0, seq, seq * 160, 0x5150, bytes(160)), dest)
+        time.sleep(0.05)  # real time on purpose: it is the kernel's clock under test
+        peer.sendto(build_rtp(0, 3, 3 * 160, 0x5150, bytes(160)), dest)
+        session.read(100.0)
+        stats = session.stats()
+        assert stats.rtp is not None and stats.rtp.packets_received == 2
+        d = 16 * stats.rtp.jitter  # J = |D| / 16 after one difference
+        if stamped and sys.platform == "linux":
+            assert 0.029 < d < 0.5
+        else:
+            assert d == pytest.approx(0.02)
+        peer.close()
+        session.close()
+
+
+def test_a_backlog_is_drained_in_one_tick(ports: RtpPortAllocator) -> None:
+    """Datagrams that waited longer than a tick all reach the jitter buffer at once."""
+    with Loop() as loop:
+        session, peer = _one_way(loop, ports, kernel_timestamps=True)
+        dest = (HOST, session.local_port)
+        for seq in range(1, 9):
+            peer.sendto(build_rtp(0, seq, seq * 160, 0x5150, bytes(160)), dest)
+        time.sleep(0.03)  # real time: older than one ptime by the kernel's clock
+        session.read(loop.time())
+        stats = session.stats()
+        assert stats.rtp is not None and stats.rtp.packets_received == 7  # 1 in probation
+        assert stats.jitter is not None and stats.jitter.received == 7
+        peer.close()
+        session.close()
+
+
+def test_the_loop_reads_rtp_again_when_the_ticks_stop(loop: Loop, ports: RtpPortAllocator) -> None:
+    """A session nobody reads any more still counts, latches and hears BYE."""
+    a, b = Peer(loop, ports, seed=33), Peer(loop, ports, seed=34)
+    for_a, for_b = negotiate(a, b)
+    a.session.apply(for_a)
+    b.session.apply(for_b)
+    run_clock(loop, [a, b], 0.3)  # a and b now read RTP from their ticks
+    received = b.session.stats().rtp
+    assert received is not None and received.packets_received > 5
+    # only a goes on sending (its own clock); b is no longer read by anyone
+    sender = MediaClock(PTIME, lambda now: a.session.write(None, now))
+    sender.start_timer(loop)
+    loop.run_until(lambda: False, 1.0 + 2 * 0.2 * 1.5)  # READER_FALLBACK + RTCP intervals
+    sender.stop()
+    later = b.session.stats().rtp
+    assert later is not None
+    assert later.packets_received - received.packets_received >= 40
+    close_all(a, b)

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from sipstack.rtcp import Bye, ReceiverReport, SenderReport, SourceDescription, parse_rtcp
-from sipstack.rtp import build_rtp, parse_rtp
+from sipstack.rtp import RtpPacket, build_rtp, parse_rtp
 from sipstack.rtp_session import (
     Address,
     ByeReceived,
@@ -367,3 +367,46 @@ def test_malformed_rtcp_is_counted() -> None:
     pair = Pair()
     pair.a.receive_rtcp(b"\x00\x01", ("b", 1), 0.0)
     assert pair.a.stats().malformed == 1
+
+
+# -- the hot path: accept() must give receive()'s verdicts --------------------------
+
+
+def _with_csrc(seq: int) -> bytes:
+    """An RTP packet with a CSRC list: not the header-only fast path."""
+    return RtpPacket(0, seq, seq * 160, 0x1111, b"\xd5" * 160, csrcs=(7,)).to_bytes()
+
+
+def test_accept_gives_the_same_verdicts_and_statistics_as_receive() -> None:
+    rng = random.Random(5)
+    script: list[tuple[bytes, Address]] = []
+    for seq in range(40):
+        script.append((rtp(seq), SDP_ADDR))
+    script += [
+        (rtp(40, pt=101), SDP_ADDR),  # an event payload type: no jitter sample
+        (rtp(41, ssrc=0x2222), SDP_ADDR),  # a stranger's SSRC
+        (rtp(42), EVIL),  # our SSRC from another address
+        (b"\x80\x00\x00", SDP_ADDR),  # truncated
+        (rtp(20000), SDP_ADDR),  # A.1 bad jump
+        (rtp(39), SDP_ADDR),  # duplicate
+        (_with_csrc(43), SDP_ADDR),  # CSRC: the slow path
+        (rtp(0xFFFF + 45), SDP_ADDR),  # far jump again
+    ]
+    script += [(rtp(seq), SDP_ADDR) for seq in range(44, 60)]
+    slow = RtpReceiver(8000, remote_addr=SDP_ADDR, event_payload_types=frozenset({101}))
+    fast = RtpReceiver(8000, remote_addr=SDP_ADDR, event_payload_types=frozenset({101}))
+    now = 0.0
+    for data, addr in script:
+        now += 0.02 + rng.uniform(-0.005, 0.005)
+        pkt = slow.receive(data, addr, now)
+        got = fast.accept(data, addr, now)
+        want = None if pkt is None else (pkt.payload_type, pkt.sequence, pkt.timestamp, pkt.payload)
+        assert got == want
+    assert events(slow) == events(fast)
+    assert (slow.malformed, slow.rejected) == (fast.malformed, fast.rejected)
+    assert slow.source is not None and fast.source is not None
+    assert slow.source.received == fast.source.received > 40
+    assert slow.source.cumulative_lost == fast.source.cumulative_lost
+    assert slow.source.jitter == fast.source.jitter > 0
+    assert slow.last_valid == fast.last_valid == now
+    assert fast.has_events is False
