@@ -32,20 +32,21 @@ Callback = Callable[[], object]
 class TimerHandle:
     """A scheduled call; :meth:`cancel` makes it a no-op (lazy removal from the heap)."""
 
-    __slots__ = ("when", "callback", "cancelled", "_seq")
+    __slots__ = ("when", "callback", "cancelled")
 
-    def __init__(self, when: float, callback: Callback, seq: int) -> None:
+    def __init__(self, when: float, callback: Callback) -> None:
         self.when = when
         self.callback = callback
         self.cancelled = False
-        self._seq = seq
 
     def cancel(self) -> None:
         """Stop the callback from running; safe to call more than once."""
         self.cancelled = True
 
-    def __lt__(self, other: TimerHandle) -> bool:
-        return (self.when, self._seq) < (other.when, other._seq)
+
+#: Heap entries are (when, sequence, handle): tuples compare in C, and the
+#: sequence keeps equal deadlines in scheduling order without touching the handle.
+_Entry = tuple[float, int, TimerHandle]
 
 
 class Loop:
@@ -64,7 +65,7 @@ class Loop:
     ) -> None:
         self._clock = clock
         self._selector = selector if selector is not None else selectors.DefaultSelector()
-        self._timers: list[TimerHandle] = []
+        self._timers: list[_Entry] = []
         self._ready: collections.deque[Callback] = collections.deque()
         self._threadsafe: collections.deque[Callback] = collections.deque()
         self._seq = 0
@@ -99,8 +100,8 @@ class Loop:
     def call_at(self, when: float, callback: Callback) -> TimerHandle:
         """Run ``callback`` when the loop clock reaches ``when``."""
         self._seq += 1
-        handle = TimerHandle(when, callback, self._seq)
-        heapq.heappush(self._timers, handle)
+        handle = TimerHandle(when, callback)
+        heapq.heappush(self._timers, (when, self._seq, handle))
         return handle
 
     def call_later(self, delay: float, callback: Callback) -> TimerHandle:
@@ -191,10 +192,11 @@ class Loop:
             timeout = 0.0
         else:
             timeout = None
-            while self._timers and self._timers[0].cancelled:
-                heapq.heappop(self._timers)
-            if self._timers:
-                timeout = max(0.0, self._timers[0].when - self._clock())
+            timers = self._timers
+            while timers and timers[0][2].cancelled:
+                heapq.heappop(timers)
+            if timers:
+                timeout = max(0.0, timers[0][0] - self._clock())
             if max_wait is not None:
                 timeout = max_wait if timeout is None else min(timeout, max_wait)
         for key, mask in self._selector.select(timeout):
@@ -214,8 +216,9 @@ class Loop:
         while self._threadsafe:
             self._ready.append(self._threadsafe.popleft())
         now = self._clock()
-        while self._timers and self._timers[0].when <= now:
-            handle = heapq.heappop(self._timers)
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            handle = heapq.heappop(timers)[2]
             if not handle.cancelled:
                 handle.cancelled = True
                 self._ready.append(handle.callback)
