@@ -11,18 +11,14 @@ and runs its loop. Everything lives on that one :class:`~sipstack.loop.Loop`:
   :class:`~firmware.behaviour.Behaviour`; its commands are carried out here
   (calls, relay, LEDs, tones) and the user agent's and calls' events are
   translated back into behaviour events;
-* the network watcher (re-register on address change), the request screen
-  (below), the in-memory log ring, the SIP trace tap and the control socket.
+* the network watcher (re-register on address change), the request screen,
+  the in-memory log ring, the SIP trace tap and the control socket.
 
-Safe by default (SIP scanners ring exposed devices at night): with a config
-file, requests are admitted only from the registrars and proxies of the
-configured accounts (their resolved addresses; UDP by address and port, TCP/TLS
-by address, whose source cannot be spoofed without a handshake), from
-explicitly allowed peers (``allow`` entries, and IP-literal hosts of
-``[intercom] trusted`` / ``door_code_from``) and within dialogs we already
-have. Everything else is answered 403 or dropped (:class:`Screening`),
-counted, and a source that keeps trying is dropped silently. Only the built-in
-default (no file) is open, as the README promises a new user.
+Requests are screened (:mod:`firmware.screening`): with a config file only our
+servers, allowed peers and our own dialogs get through. The audio path is in
+:mod:`firmware.audio_path`, the log ring in :mod:`firmware.logring`, and
+``intercom status`` / ``intercom doctor`` in :mod:`firmware.status` /
+:mod:`firmware.doctor`; this module wires them together.
 
 Start-up is ordered for speed: the user agent and accounts come first so the
 first REGISTER leaves on the loop's first turn; calls, media, GPIO and the
@@ -34,18 +30,19 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ipaddress
 import logging
-import re
 import signal
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from firmware.audio_path import AudioPath, dbfs
 from firmware.config import BUILTIN_SOURCE, Config
 from firmware.control import ControlConnection, ControlError, ControlServer
+from firmware.doctor import run_doctor
+from firmware.logring import LogRing, mask_secrets
+from firmware.screening import RequestScreen, Screening, server_hosts, trusted_hosts
+from firmware.status import VERSION, account_report, call_report, status_report
 from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased, LedPattern
 from hal.gpio import DOUBLE_FLASH, FAST_BLINK, HEARTBEAT, SLOW_BLINK, STEADY
 from sipstack.account_config import INVALID_ID, RpidElement
@@ -54,25 +51,21 @@ from sipstack.loop import Loop, TimerHandle
 from sipstack.transport_base import Destination, Peer, is_ip_literal
 
 if TYPE_CHECKING:
-    from firmware.behaviour import Behaviour, BehaviourEvent, Command, ToneKind
+    from firmware.behaviour import Behaviour, BehaviourEvent, Command
     from hal.gpio import GpioBoard
     from hal.network import NetworkInfo
     from sipstack.calls import CallEvent, CallManager
     from sipstack.endpoint import IncomingRequest
     from sipstack.media_factory import RtpMediaFactory
-    from sipstack.media_graph import Conference, MediaClock
     from sipstack.message import Request, Response
     from sipstack.resolver import Resolver
     from sipstack.timers import TimerConfig
-    from sipstack.tones import ToneGenerator, ToneSpec
     from sipstack.useragent import UserAgent
-    from sipstack.wav_io import WavRecorder
 
 __all__ = ["App", "Screening", "LogRing", "mask_secrets", "VERSION"]
 
 log = logging.getLogger("intercom")
 
-VERSION = "0.1.0"
 _PATTERN_NAMES: dict[LedPattern | None, str] = {
     STEADY: "steady",
     SLOW_BLINK: "slow blink",
@@ -81,424 +74,6 @@ _PATTERN_NAMES: dict[LedPattern | None, str] = {
     HEARTBEAT: "heartbeat",
     None: "off",
 }
-
-# -- secrets never leave the device ---------------------------------------------------
-
-_SECRET_PATTERNS = (
-    # RFC 3261 22.4 / RFC 7616: the digest response proves the password; mask it
-    re.compile(r'(\bresponse\s*=\s*)("[^"]*"|[^\s,;]+)', re.I),
-    re.compile(
-        r'(\b(?:password|passwd|pass|pwd|secret|token)\s*[=:]\s*)("[^"]*"|[^\s,;&>]+)', re.I
-    ),
-    # RFC 3261 19.1.1: "sip:user:password@host" (deprecated, still seen)
-    re.compile(r"(\bsips?:[^:@\s;>]+:)([^@\s;>]+)(?=@)", re.I),
-)
-
-
-def mask_secrets(text: str) -> str:
-    """Replace digest responses and anything that looks like a password by ``***``."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + "***", text)
-    return text
-
-
-# -- the log ring ----------------------------------------------------------------------
-
-
-class LogRing(logging.Handler):
-    """The last ``capacity`` log records, for ``intercom log``; live to followers.
-
-    Records logged from other threads (the WAV writer) reach followers through
-    the loop, so sockets are only touched on the loop thread.
-    """
-
-    def __init__(self, loop: Loop, capacity: int = 1000) -> None:
-        super().__init__(logging.INFO)
-        self.loop = loop
-        self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=capacity)
-        self.followers: list[ControlConnection] = []
-        self._thread = threading.get_ident()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Keep the record (masked) and send it to followers."""
-        try:
-            item = {
-                "time": record.created,
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": mask_secrets(record.getMessage()),
-            }
-        except Exception:
-            self.handleError(record)
-            return
-        if threading.get_ident() == self._thread:
-            self._deliver(item)
-        else:
-            self.loop.call_soon_threadsafe(lambda: self._deliver(item))
-
-    def _deliver(self, item: dict[str, Any]) -> None:
-        self.records.append(item)
-        for conn in list(self.followers):
-            conn.push(item)
-
-
-# -- request screening ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Screening:
-    """Who may send us requests (see the module docstring).
-
-    ``refuse``: ``"403"`` answers strangers 403 Forbidden, ``"drop"`` ignores
-    them (scanners learn nothing). ``allow``: extra peers, ``"host"``,
-    ``"host:port"`` or ``"net/len"``. ``open``: admit everyone (the built-in
-    default only). A source refused ``burst`` times within ``window`` seconds
-    is then dropped silently until it stays quiet for a window.
-    """
-
-    refuse: str = "403"
-    allow: tuple[str, ...] = ()
-    open: bool = False
-    burst: int = 5
-    window: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.refuse not in ("403", "drop"):
-            raise ValueError(f'screening refuse must be "403" or "drop", not {self.refuse!r}')
-
-
-@dataclass
-class _Refusals:
-    """Counters for ``intercom status``."""
-
-    total: int = 0
-    forbidden: int = 0
-    dropped: int = 0
-    rate_limited: int = 0
-    last: collections.deque[dict[str, Any]] = field(
-        default_factory=lambda: collections.deque(maxlen=10)
-    )
-
-
-class _Screen:
-    """The admission rule, with per-source rate limiting (bounded memory)."""
-
-    MAX_SOURCES = 1024
-
-    def __init__(self, settings: Screening, clock: Callable[[], float]) -> None:
-        self.settings = settings
-        self._clock = clock
-        self.udp: set[tuple[str, int]] = set()  # registrars/proxies by address and port
-        self.hosts: set[str] = set()  # any port (streams, allowed hosts)
-        self.stream_hosts: set[str] = set()  # registrars/proxies, for TCP/TLS
-        self.nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        self.counts = _Refusals()
-        self._recent: collections.OrderedDict[str, collections.deque[float]] = (
-            collections.OrderedDict()
-        )
-        for entry in settings.allow:
-            self.allow(entry)
-
-    def allow(self, entry: str) -> None:
-        """Admit ``host``, ``host:port`` (UDP exact) or ``net/len``."""
-        if "/" in entry:
-            self.nets.append(ipaddress.ip_network(entry, strict=False))
-            return
-        host, _, port = entry.rpartition(":") if entry.count(":") == 1 else ("", "", "")
-        if host and port.isdigit():
-            self.udp.add((host, int(port)))
-            self.stream_hosts.add(host)
-        else:
-            self.hosts.add(entry.strip("[]"))
-
-    def add_server(self, host: str, port: int) -> None:
-        """A registrar or proxy address (resolved)."""
-        self.udp.add((host, port))
-        self.stream_hosts.add(host)
-
-    def trusted(self, peer: Peer) -> bool:
-        """Whether requests from ``peer`` are admitted without further questions."""
-        if self.settings.open or peer.host in self.hosts:
-            return True
-        if peer.reliable:
-            if peer.host in self.stream_hosts:
-                return True
-        elif (peer.host, peer.port) in self.udp:
-            return True
-        if self.nets:
-            try:
-                addr = ipaddress.ip_address(peer.host)
-            except ValueError:
-                return False
-            return any(addr in net for net in self.nets)
-        return False
-
-    def refuse(self, request: Request, peer: Peer) -> bool:
-        """Count a refusal; True when it must be dropped (mode, or rate limit)."""
-        now = self._clock()
-        counts = self.counts
-        counts.total += 1
-        times = self._recent.pop(peer.host, None) or collections.deque(maxlen=self.settings.burst)
-        while times and now - times[0] > self.settings.window:
-            times.popleft()
-        limited = len(times) >= self.settings.burst
-        times.append(now)
-        self._recent[peer.host] = times
-        while len(self._recent) > self.MAX_SOURCES:
-            self._recent.popitem(last=False)
-        drop = limited or self.settings.refuse == "drop"
-        if limited:
-            counts.rate_limited += 1
-        elif drop:
-            counts.dropped += 1
-        else:
-            counts.forbidden += 1
-        counts.last.append(
-            {
-                "time": time.time(),
-                "source": f"{peer.transport}:{peer.host}:{peer.port}",
-                "method": request.method,
-                "action": "rate-limited" if limited else ("dropped" if drop else "403"),
-            }
-        )
-        if counts.total <= 3 or counts.total % 100 == 0:
-            log.warning(
-                "refused %s from %s:%s:%d (not a registrar, proxy or allowed peer; %d so far)",
-                request.method,
-                peer.transport,
-                peer.host,
-                peer.port,
-                counts.total,
-            )
-        return drop
-
-
-# -- tones ---------------------------------------------------------------------------
-
-
-def _tone_specs(region: str = "EU") -> dict[ToneKind, ToneSpec]:
-    from firmware.behaviour import ToneKind
-    from sipstack.tones import TONE_PLANS, ToneSegment, ToneSpec
-
-    plan = TONE_PLANS[region]
-
-    def times(spec: ToneSpec, n: int) -> ToneSpec:
-        return ToneSpec(spec.name, spec.segments * n, repeat=False)
-
-    beep = (ToneSegment((1400,), 120, -12.0), ToneSegment((), 80))
-    return {
-        ToneKind.RING: plan.ring,
-        ToneKind.RINGBACK: plan.ringback,
-        ToneKind.CALL_WAITING: plan.call_waiting,
-        ToneKind.BUSY: times(plan.busy, 3),
-        ToneKind.DOOR_OPENED: ToneSpec("door opened", beep * 3, repeat=False),
-        ToneKind.WRONG_CODE: ToneSpec("wrong code", (ToneSegment((400,), 500, -12.0),), False),
-    }
-
-
-_INTO_CALL = frozenset({"door opened", "wrong code"})  # ToneKind values: for the caller
-
-
-class _NullSink:
-    """A loudspeaker nobody hears."""
-
-    def write(self, frame: bytes, now: float) -> None:
-        """Discard the frame."""
-
-
-class _SimDevice:
-    """The simulated device port: a tone or WAV clip as microphone, a recorder as speaker.
-
-    ``[audio] capture_device`` is ``"tone:HZ"``, ``"silence"``, a WAV path or
-    ``"default"`` (a 1 kHz tone); ``playback_device`` a WAV path to record to,
-    or ``"default"`` (heard by nobody, levels still measured).
-    """
-
-    def __init__(self, capture: str, playback: str, rate: int, frame: int) -> None:
-        from sipstack.tones import ToneGenerator, ToneSegment, ToneSpec
-
-        self.description = f"simulated (mic: {capture}, speaker: {playback})"
-        self.source: Any = None
-        if capture.startswith("tone:") or capture == "default":
-            hz = 1000 if capture == "default" else int(capture[5:])
-            gen = ToneGenerator(rate, frame)
-            gen.play(ToneSpec(f"{hz} Hz", (ToneSegment((hz,), 1000),)))
-            self.source = gen
-        elif capture != "silence":
-            from sipstack.wav_io import WavPlayer, load_wav
-
-            self.source = WavPlayer(load_wav(capture, rate), frame, loop=True)
-        self.recorder: WavRecorder | None = None
-        self.sink: Any = _NullSink()  # still a sink, so the bridge measures speaker levels
-        if playback != "default":
-            from sipstack.wav_io import WavRecorder
-
-            self.recorder = self.sink = WavRecorder(playback, rate)
-
-    def close(self) -> None:
-        if self.recorder is not None:
-            self.recorder.close()
-            self.recorder.wait_closed(2.0)
-
-
-class _AudioPath:
-    """Conference bridge, media clock, tone port and the device port.
-
-    The clock runs only while something needs audio (a call, a tone, an audio
-    test), so an idle door station spends no CPU on it.
-    """
-
-    def __init__(self, app: App) -> None:
-        from sipstack.media_graph import Conference, MediaClock
-        from sipstack.tones import ToneGenerator
-
-        self.app = app
-        cfg = app.config.audio
-        self.rate = cfg.sample_rate
-        frame = cfg.sample_rate * cfg.ptime // 1000
-        self.conference: Conference = Conference(self.rate, frame)
-        self.clock: MediaClock = MediaClock(cfg.ptime / 1000, self._tick)
-        self.tones: ToneGenerator = ToneGenerator(self.rate, frame)
-        self.specs = _tone_specs()
-        self.tone_slot = self.conference.add_port("tones", self.tones, None)
-        self.hold = 0  # audio tests running
-        self.sim: _SimDevice | None = None
-        self.alsa: Any = None
-        self.voice: Any = None
-        self._port: Any = None
-        self.fault = ""
-        if app.hal == "rpi":
-            self._open_alsa()
-        else:
-            self.sim = _SimDevice(cfg.capture_device, cfg.playback_device, self.rate, frame)
-            self.device = self.sim.description
-            self.audio_slot = self.conference.add_port("device", self.sim.source, self.sim.sink)
-        self.conference.connect(self.tone_slot, self.audio_slot)
-
-    def _open_alsa(self) -> None:
-        from firmware.behaviour import FaultChanged
-        from hal.alsa import AlsaAudioDevice
-        from hal.audio import AudioDeviceLost, AudioDeviceRestored
-        from sipstack.media_graph import DevicePort
-
-        cfg = self.app.config.audio
-        audio_config = cfg.to_audio_config()
-
-        def on_event(event: object) -> None:
-            if isinstance(event, AudioDeviceLost):
-                self.fault = f"{event.device} lost: {event.reason}"
-                self.app.post(FaultChanged("audio", True))
-            elif isinstance(event, AudioDeviceRestored):
-                self.fault = ""
-                self.app.post(FaultChanged("audio", False))
-
-        self.alsa = AlsaAudioDevice(self.app.loop, audio_config, on_event=on_event)
-        if cfg.volume is not None:
-            try:
-                self.alsa.set_volume(cfg.volume)
-            except Exception as exc:
-                log.warning("cannot set the loudspeaker volume: %s", exc)
-        try:
-            from hal.voice import VoiceProcessor
-
-            self.voice = VoiceProcessor(audio_config, cfg.to_voice_config())
-        except Exception as exc:  # libspeexdsp missing: run without, say so once
-            log.warning("no echo cancellation / noise suppression: %s", exc)
-        self._port = DevicePort()
-        self.device = f"ALSA capture {cfg.capture_device!r}, playback {cfg.playback_device!r}"
-        self.audio_slot = self.conference.add_port("device", self._port, self._port)
-
-    # -- the clock -------------------------------------------------------------------
-
-    def _tick(self, now: float) -> None:
-        self.conference.tick(now)
-        if self.clock.ticks % 25 == 0:
-            self.app.loop.call_soon(self.update)
-
-    def needed(self) -> bool:
-        calls = self.app.calls
-        return bool(self.tones.active or self.hold or (calls and calls.call_get_count()))
-
-    def update(self) -> None:
-        """Start or stop the clock as audio is needed or not."""
-        from sipstack.media_graph import ClockMode
-
-        running = self.clock.mode is not ClockMode.STOPPED
-        if self.needed() and not running:
-            if self.alsa is not None:
-                capture, playback = self.alsa.capture, self.alsa.playback
-                if self.voice is not None:
-                    self.voice.reset()
-                    capture, playback = (
-                        _VoiceCapture(capture, self.voice),
-                        _VoicePlayback(playback, self.voice),
-                    )
-                self.clock.start_device(capture, playback, self._port, self.app.loop.time)
-            else:
-                self.clock.start_timer(self.app.loop)
-        elif running and not self.needed():
-            self.clock.stop()
-
-    # -- tones -----------------------------------------------------------------------
-
-    def play(self, kind: ToneKind, call_slot: int | None) -> None:
-        """Play a tone to the speaker, or into the call for the caller's feedback."""
-        conf = self.conference
-        for slot in list(conf.ports()):
-            if slot != self.tone_slot and self.tone_slot in conf.connections(slot):
-                conf.disconnect(self.tone_slot, slot)
-        if kind.value in _INTO_CALL and call_slot is not None:
-            conf.connect(self.tone_slot, call_slot)
-        else:
-            conf.connect(self.tone_slot, self.audio_slot)
-        self.tones.play(self.specs[kind])
-        self.update()
-
-    def stop_tone(self) -> None:
-        self.tones.stop()
-        self.update()
-
-    def close(self) -> None:
-        self.clock.stop()
-        if self.sim is not None:
-            self.sim.close()
-        if self.voice is not None:
-            self.voice.close()
-        if self.alsa is not None:
-            self.alsa.close()
-
-
-class _VoiceCapture:
-    """A capture stream whose frames pass through the echo canceller first."""
-
-    def __init__(self, inner: Any, voice: Any) -> None:
-        self._inner, self._voice = inner, voice
-
-    def start(self, on_frame: Callable[[bytes], object]) -> None:
-        self._inner.start(self._voice.wrap_sink(on_frame))
-
-    def stop(self) -> None:
-        self._inner.stop()
-
-
-class _VoicePlayback:
-    """A playback stream that shows every frame to the echo canceller."""
-
-    def __init__(self, inner: Any, voice: Any) -> None:
-        self._inner, self._voice = inner, voice
-
-    def start(self, source: Callable[[], bytes | None]) -> None:
-        self._inner.start(self._voice.wrap_source(source))
-
-    def stop(self) -> None:
-        self._inner.stop()
-
-
-def _dbfs(peak: int) -> float:
-    import math
-
-    return round(20 * math.log10(peak / 32768), 1) if peak > 0 else -120.0
-
 
 # -- the application --------------------------------------------------------------------
 
@@ -540,8 +115,8 @@ class App:
         self._bind = bind
         builtin = config.source == BUILTIN_SOURCE
         if screening is None:
-            screening = Screening(open=builtin, allow=_trusted_hosts(config))
-        self.screen = _Screen(screening, self.loop.time)
+            screening = Screening(open=builtin, allow=trusted_hosts(config))
+        self.screen = RequestScreen(screening, self.loop.time)
         self._timers = timers
         self._resolver = resolver
         self.unregister_timeout = unregister_timeout
@@ -552,7 +127,7 @@ class App:
         self.ua: UserAgent | None = None
         self.calls: CallManager | None = None
         self.media: RtpMediaFactory | None = None
-        self.audio: _AudioPath | None = None
+        self.audio: AudioPath | None = None
         self.board: GpioBoard | None = None
         self.network: NetworkInfo | None = None
         self.behaviour: Behaviour | None = None
@@ -595,7 +170,7 @@ class App:
             not is_ip_literal(h)
             for s in self.config.accounts
             if not s.local
-            for h in _server_hosts(s)
+            for h in server_hosts(s)
         ):
             self._resolver = _make_resolver(self.loop)  # needed for the first REGISTER
         self.ua = ua = UserAgent(
@@ -718,7 +293,7 @@ class App:
         if self.ua.endpoint.resolver is None:
             # calls to names (sip:flat@example.com) need DNS; REGISTER did not
             self.ua.endpoint.resolver = _make_resolver(self.loop)
-        self.audio = audio = _AudioPath(self)
+        self.audio = audio = AudioPath(self)
         udp = config.sip.udp
         host = udp.host if udp is not None and self.config.source != BUILTIN_SOURCE else "0.0.0.0"
         self.media = RtpMediaFactory(
@@ -1305,8 +880,8 @@ class App:
                     "tone_hz": 1000,
                     "seconds": seconds,
                     "device": audio.device,
-                    "speaker_peak_dbfs": _dbfs(peaks["speaker"]),
-                    "mic_peak_dbfs": _dbfs(peaks["mic"]),
+                    "speaker_peak_dbfs": dbfs(peaks["speaker"]),
+                    "mic_peak_dbfs": dbfs(peaks["mic"]),
                 }
             )
 
@@ -1317,106 +892,18 @@ class App:
     def account_status(self, acc: int) -> dict[str, Any]:
         """One account as ``intercom status`` shows it."""
         assert self.ua is not None
-        info = self.ua.acc_get_info(acc)
-        settings = self._acc_settings.get(acc)
-        event = self._reg_events.get(acc)
-        account = self.ua.acc_get_account(acc)
-        reg = account.registration
-        out: dict[str, Any] = {
-            "id": acc,
-            "uri": info.uri,
-            "local": bool(settings is not None and settings.local),
-            "registrar": account.config.reg_uri,
-            "registered": bool(event is not None and event.is_registered),
-            "state": event.state if event is not None else ("local" if account.local else "idle"),
-            "status": info.status,
-            "reason": info.status_text,
-            "expires": info.expires,
-            "last_error": "",
-            "config_line": settings.line if settings is not None else 0,
-            "contact": str(reg.contact) if reg is not None else None,
-            "seen_as": None,
-        }
-        if event is not None and not event.is_registered and event.status >= 300:
-            out["last_error"] = f"{event.status} {event.reason} {event.note}".strip()
-        if reg is not None and reg.call_id in self._reg_seen:
-            host, port = self._reg_seen[reg.call_id]
-            out["seen_as"] = f"{host}:{port}"
-        return out
+        return account_report(
+            self.ua, acc, self._acc_settings.get(acc), self._reg_events.get(acc), self._reg_seen
+        )
 
     def call_status(self, call_id: int) -> dict[str, Any]:
         """One call as ``intercom status`` shows it."""
         assert self.calls is not None
-        info = self.calls.call_get_info(call_id)
-        out: dict[str, Any] = {
-            "id": call_id,
-            "account": info.acc_id,
-            "direction": "outgoing" if info.role.value == "uac" else "incoming",
-            "remote": info.remote_uri,
-            "state": info.state.value,
-            "codec": info.codec,
-            "media": info.media_status.value,
-            "duration": round(info.connect_duration, 1),
-            "loss": None,
-            "jitter_ms": None,
-        }
-        stats = info.rtp_stats
-        rtp = getattr(stats, "rtp", None)
-        if rtp is not None:
-            out["loss"] = round(rtp.cumulative_lost / rtp.expected, 4) if rtp.expected else 0.0
-            out["jitter_ms"] = round(rtp.jitter * 1000, 1)
-            out["packets_sent"], out["packets_received"] = rtp.packets_sent, rtp.packets_received
-        return out
+        return call_report(self.calls.call_get_info(call_id))
 
     def status(self) -> dict[str, Any]:
         """Everything ``intercom status`` shows (JSON-able)."""
-        assert self.ua is not None and self.calls is not None and self.behaviour is not None
-        board, audio = self.board, self.audio
-        relays = {}
-        if board is not None:
-            relays = {
-                name: {"on": relay.is_on, "pulses": self.relay_pulses}
-                for name, relay in board.relays.items()
-            }
-        network: dict[str, Any] = {}
-        if self.network is not None:
-            snap = self.network.snapshot()
-            network = {
-                "addresses": sorted(
-                    f"{a.interface} {a.address}" for a in snap.addresses if a.interface != "lo"
-                ),
-                "default_interface": self.network.default_interface(),
-                "links_up": sorted(snap.links_up),
-            }
-        counts = self.screen.counts
-        return {
-            "version": VERSION,
-            "config": self.config.source,
-            "hal": self.hal,
-            "uptime": round(time.monotonic() - self.started_at, 1),
-            "ports": self.ports,
-            "phone": self.behaviour.state.value,
-            "led_state": self.behaviour.led_state.value,
-            "accounts": [self.account_status(a) for a in self.ua.enum_accs()],
-            "calls": [self.call_status(c) for c in self.calls.enum_calls()],
-            "leds": dict(self.leds),
-            "relays": relays,
-            "buttons": list(self.last_buttons),
-            "network": network,
-            "audio": {
-                "device": audio.device if audio else None,
-                "clock": audio.clock.mode.value if audio else None,
-                "fault": audio.fault if audio else "",
-            },
-            "screening": {
-                "mode": "open" if self.screen.settings.open else self.screen.settings.refuse,
-                "refused": counts.total,
-                "forbidden": counts.forbidden,
-                "dropped": counts.dropped,
-                "rate_limited": counts.rate_limited,
-                "last": list(counts.last),
-            },
-        }
+        return status_report(self)
 
     # -- doctor ------------------------------------------------------------------------------
 
@@ -1424,142 +911,10 @@ class App:
         """Check what usually goes wrong and say it in plain words; ``reply`` gets
         a list of ``{"check", "status": ok|warn|fail, "message", "advice"}``
         once the DNS look-ups are done (bounded by ``dns_timeout``)."""
-        assert self.ua is not None
-        checks: list[dict[str, str]] = []
-
-        def add(check: str, status: str, message: str, advice: str = "") -> None:
-            checks.append({"check": check, "status": status, "message": message, "advice": advice})
-
-        if self.config.source == BUILTIN_SOURCE:
-            add(
-                "config",
-                "warn",
-                "running the built-in default: no config file, open to calls from anyone",
-                "write /etc/intercom/intercom.toml (see the README) and restart",
-            )
-        else:
-            add(
-                "config",
-                "ok",
-                f"running {self.config.source} ({len(self.config.accounts)} account(s))",
-            )
-        for acc in self.ua.enum_accs():
-            st = self.account_status(acc)
-            if not st["local"]:
-                add("registration", *_registration_words(st))
-                nat = _nat_words(st)
-                if nat is not None:
-                    add("nat", *nat)
-        add("audio", *self._audio_words())
-        add("gpio", *self._gpio_words())
-        add("clock", *_clock_words(time.time()))
-        counts = self.screen.counts
-        if counts.total:
-            add(
-                "screening",
-                "ok",
-                f"refused {counts.total} request(s) from unknown sources "
-                f"({counts.rate_limited} rate-limited)",
-                "normal on a device reachable from the internet; see `intercom status` for sources",
-            )
-        hosts = sorted(
-            {h for s in self.config.accounts if not s.local for h in _server_hosts(s)}
-            - {h for h in _hosts_of_literals(self.config)}
-        )
-        resolver = self.ua.endpoint.resolver
-        if not hosts or resolver is None:
-            reply(checks)
-            return
-        answers: dict[str, object] = {}
-        done = {"sent": False}
-
-        def finish() -> None:
-            if done["sent"]:
-                return
-            done["sent"] = True
-            for host in hosts:
-                result = answers.get(host)
-                if isinstance(result, list) and result:
-                    add("dns", "ok", f"{host} resolves to {', '.join(map(str, result[:3]))}")
-                elif host in answers:
-                    add(
-                        "dns",
-                        "fail",
-                        f"{host} does not resolve",
-                        "check the name in reg_uri/proxy and the DNS server (resolvectl status)",
-                    )
-                else:
-                    add(
-                        "dns",
-                        "fail",
-                        f"no DNS answer for {host} within {dns_timeout:g} s",
-                        "check the network and the DNS server (resolvectl status)",
-                    )
-            reply(checks)
-
-        def answered(host: str, result: object) -> None:
-            answers[host] = result
-            if len(answers) == len(hosts):
-                finish()
-
-        for host in hosts:
-            resolver.resolve_host(host, lambda r, h=host: answered(h, r))  # type: ignore[misc]
-        self.loop.call_later(dns_timeout, finish)
-
-    def _audio_words(self) -> tuple[str, str, str]:
-        audio = self.audio
-        if audio is None:
-            return "fail", "no audio path", ""
-        if audio.fault:
-            return (
-                "fail",
-                f"audio device problem: {audio.fault}",
-                "check the USB sound card / HAT and `aplay -l`; the firmware retries by itself",
-            )
-        if audio.alsa is not None and audio.voice is None:
-            return (
-                "warn",
-                f"{audio.device}, without echo cancellation",
-                "install libspeexdsp (apt install libspeexdsp1) for echo cancellation",
-            )
-        return "ok", audio.device, "run `intercom audio-test` to hear and measure it"
-
-    def _gpio_words(self) -> tuple[str, str, str]:
-        parts = [f"button {b.name} on BCM {b.bcm} ({b.action})" for b in self.config.buttons]
-        parts += [f"LED {x.name} on BCM {x.bcm}" for x in self.config.leds]
-        if self.config.relay is not None:
-            parts.append(f"relay on BCM {self.config.relay.bcm}")
-        if not parts:
-            return (
-                "warn",
-                "no buttons, LEDs or relay configured",
-                "add [[buttons]] to intercom.toml",
-            )
-        kind = "simulated pins" if self.hal == "sim" else "RPi.GPIO"
-        return (
-            "ok",
-            f"{kind}: " + "; ".join(parts),
-            "press each button and watch `intercom log -f` for 'button NAME pressed'",
-        )
+        run_doctor(self, reply, dns_timeout)
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _trusted_hosts(config: Config) -> tuple[str, ...]:
-    """IP-literal hosts in ``[intercom] trusted`` / ``door_code_from`` (no wildcards):
-    the phones on the LAN that may call us directly."""
-    hosts = []
-    for pattern in (*config.intercom.trusted, *config.intercom.door_code_from):
-        host = pattern.partition(":")[2].rpartition("@")[2]
-        host = re.split(r"[;?>]", host, maxsplit=1)[0]
-        if host.startswith("["):
-            host = host[1 : host.find("]")]
-        elif host.count(":") == 1:
-            host = host.partition(":")[0]
-        if "*" not in host and "?" not in host and is_ip_literal(host):
-            hosts.append(host)
-    return tuple(dict.fromkeys(hosts))
 
 
 def _bind_first_free(ua: UserAgent, host: str, first_port: int, tries: int = 20) -> int:
@@ -1583,92 +938,3 @@ def _make_resolver(loop: Loop) -> Resolver:
     from sipstack.resolver import Resolver
 
     return Resolver(loop)
-
-
-def _server_hosts(settings: Any) -> list[str]:
-    from sipstack.uri import parse_uri
-
-    hosts = []
-    for text in (settings.reg_uri, *settings.proxy):
-        if text:
-            uri = parse_uri(text.strip().strip("<>"))
-            hosts.append(uri.params.get("maddr") or uri.host)
-    return hosts
-
-
-def _hosts_of_literals(config: Config) -> set[str]:
-    return {h for s in config.accounts if not s.local for h in _server_hosts(s) if is_ip_literal(h)}
-
-
-def _who(uri: str) -> str:
-    """``"Door" <sip:door@pbx.example.com>`` -> ``door@pbx.example.com``."""
-    m = re.search(r"sips?:([^;>\s]+)", uri)
-    return m.group(1) if m else uri
-
-
-def _registration_words(st: dict[str, Any]) -> tuple[str, str, str]:
-    """One account's registration, in plain words (status, message, advice)."""
-    who, status, reason = _who(st["uri"]), st["status"], st["reason"]
-    line = f" (config line {st['config_line']})" if st["config_line"] else ""
-    if st["registered"]:
-        return "ok", f"{who} is registered (renews in {max(st['expires'], 0)} s)", ""
-    if status in (401, 407):
-        return (
-            "fail",
-            f"the registrar refused the password for {who}: check [[accounts.cred_info]]{line}",
-            "compare username and password with the PBX's extension settings; "
-            'the realm must match or be "*"',
-        )
-    if status == 403:
-        return (
-            "fail",
-            f"the registrar refused {who} (403 {reason}): "
-            f"check the user name in [[accounts.cred_info]] and id{line}",
-            "the PBX may also block this device's address (fail2ban, allowed networks)",
-        )
-    if status == 404:
-        return "fail", f"the registrar does not know {who} (404){line}", "check id and reg_uri"
-    if status == 408:
-        return (
-            "fail",
-            f"no answer from the registrar of {who} ({st['registrar']})",
-            "check reg_uri, the network, and firewalls between here and the PBX",
-        )
-    if status == 503:
-        return (
-            "fail",
-            f"cannot reach the registrar of {who} ({st['registrar']}): {reason}",
-            "check reg_uri and the transport (udp/tcp/tls) the PBX listens on",
-        )
-    if status >= 300:
-        return "fail", f"the registrar answered {status} {reason} for {who}{line}", ""
-    return "warn", f"{who} is still registering ({st['state']})", "wait a few seconds and retry"
-
-
-def _nat_words(st: dict[str, Any]) -> tuple[str, str, str] | None:
-    """RFC 3581: compare where the registrar sees us with what our Contact says."""
-    seen, contact = st.get("seen_as"), st.get("contact")
-    if not seen or not contact:
-        return None
-    m = re.search(r"@?([\w.\-]+|\[[0-9a-fA-F:.]+\]):(\d+)", contact.partition(":")[2])
-    ours = f"{m.group(1)}:{m.group(2)}" if m else contact
-    if ours == seen:
-        return "ok", f"{_who(st['uri'])}: the registrar sees us where our Contact says ({seen})", ""
-    return (
-        "warn",
-        f"{_who(st['uri'])}: the registrar sees us at {seen} but our Contact says {ours}: "
-        "there is NAT between us",
-        "keep allow_contact_rewrite = true; if audio is one-way, the router's SIP ALG or "
-        "port forwarding is the usual suspect",
-    )
-
-
-def _clock_words(now: float) -> tuple[str, str, str]:
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
-    if now < 1704067200:  # 2024-01-01: the Pi has no battery-backed clock
-        return (
-            "fail",
-            f"the clock says {when}: it was never set",
-            "the Pi has no real-time clock: check network time (timedatectl status)",
-        )
-    return "ok", f"the clock says {when}", ""

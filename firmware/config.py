@@ -9,42 +9,50 @@ errors: a misspelt ``reg_timout`` silently ignored is a day of debugging.
 Passwords may live in a separate secrets file that only its owner may read;
 :func:`load_config` refuses one that group or others can open.
 
-The result is a tree of frozen dataclasses (:class:`Config`); conversions to
-the lower layers' configuration (:meth:`AccountSettings.to_account_config`,
-:meth:`Config.gpio_config`, :meth:`AudioSettings.to_audio_config`) live next to
-them. Loading never touches a running system: :func:`reload` builds a new
+The result is a tree of frozen dataclasses (:class:`Config`, defined with the
+conversions to the lower layers' configuration in :mod:`firmware.config_sections`;
+the tolerant table reader is ``firmware._toml_table``, the key line finder
+``firmware._toml_lines``). Every public name of those is importable from here.
+Loading never touches a running system: :func:`reload` builds a new
 :class:`Config` and hands back the old one if the file is broken (for example
 truncated while an editor was writing it).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hal.gpio import (
-    ButtonConfig,
-    GpioConfig,
-    GpioConfigError,
-    LedConfig,
-    Pull,
-    RelayConfig,
-    validate_config,
+from firmware._toml_lines import PathKey, key_lines, line_of
+from firmware._toml_table import ConfigError, ConfigProblem, Context, Table
+from firmware.config_sections import (
+    BUILTIN_SOURCE,
+    BUTTON_ACTIONS,
+    LED_SHOWS,
+    MAX_RELAY_PULSE,
+    PROFILES,
+    TRANSPORTS,
+    AccountSettings,
+    AudioSettings,
+    ButtonSettings,
+    Config,
+    IntercomSettings,
+    LedSettings,
+    ListenAddress,
+    RelaySettings,
+    SipSettings,
+    default_config,
+    parse_listen,
 )
-from sipstack.account_config import INVALID_ID, MAX_ACC, AccountConfig
+from hal.gpio import GpioConfig, GpioConfigError, Pull, validate_config
+from sipstack.account_config import MAX_ACC, AccountConfig
 from sipstack.digest import CredentialInfo, DataType
 from sipstack.errors import SipParseError
-
-if TYPE_CHECKING:
-    from hal.audio import AudioConfig
-    from hal.voice import VoiceConfig
 
 __all__ = [
     "DEFAULT_PATH",
@@ -63,392 +71,15 @@ __all__ = [
     "load_config",
     "reload",
     "default_config",
+    "key_lines",
+    "line_of",
 ]
 
 #: Where ``intercom run`` looks when no ``--config`` is given.
 DEFAULT_PATH = "/etc/intercom/intercom.toml"
-#: :attr:`Config.source` of the built-in default.
-BUILTIN_SOURCE = "<built-in default>"
-
-BUTTON_ACTIONS = ("call", "answer", "hangup", "speed_dial", "door")
-LED_SHOWS = ("status", "ringing", "call")
-PROFILES = ("intercom", "desk")
-TRANSPORTS = ("udp", "tcp", "tls")
 # RFC 4733 3.2: the DTMF events a telephone keypad can send.
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
 _MIN_DOOR_CODE = 4  # shorter codes are guessed by a patient visitor
-_MAX_RELAY_PULSE = 30.0  # hal.gpio.RelayConfig.max_pulse: strikes overheat
-
-# -- problems -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigProblem:
-    """One mistake in a config file.
-
-    ``key`` is a dotted path with 1-based indices for arrays of tables
-    (``accounts[2].cred_info[1].username``: the second ``[[accounts]]``);
-    ``line`` is None only when the file could not be read at all.
-    """
-
-    file: str
-    line: int | None
-    key: str
-    expected: str
-    found: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        key = f" {self.key}:" if self.key else ""
-        return f"{where}:{key} expected {self.expected}, found {self.found}"
-
-
-class ConfigError(ValueError):
-    """The configuration file is wrong: the user's fault, with every problem listed."""
-
-    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-
-# -- where keys are (tomllib does not say) -------------------------------------
-
-PathKey = tuple[str | int, ...]
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _split_key(line: str, i: int) -> tuple[list[str], int]:
-    """Parse a (dotted, maybe quoted) TOML key starting at ``line[i]``."""
-    parts: list[str] = []
-    n = len(line)
-    while True:
-        while i < n and line[i] in " \t":
-            i += 1
-        if i < n and line[i] in "\"'":
-            quote = line[i]
-            j = i + 1
-            while j < n and line[j] != quote:
-                j += 2 if quote == '"' and line[j] == "\\" else 1
-            parts.append(line[i + 1 : j])
-            i = j + 1
-        else:
-            m = _BARE_KEY.match(line, i)
-            if m is None:
-                return parts, i
-            parts.append(m.group())
-            i = m.end()
-        while i < n and line[i] in " \t":
-            i += 1
-        if i < n and line[i] == ".":
-            i += 1
-            continue
-        return parts, i
-
-
-def _scan_value(line: str, i: int, multiline: str | None, depth: int) -> tuple[str | None, int]:
-    """Follow a value through ``line``; return the open multi-line string and bracket depth."""
-    n = len(line)
-    while i < n:
-        c = line[i]
-        if multiline is not None:
-            if multiline == '"""' and c == "\\":
-                i += 2
-            elif line.startswith(multiline, i):
-                i += 3
-                while i < n and line[i] == multiline[0]:  # up to two quotes may close it
-                    i += 1
-                multiline = None
-            else:
-                i += 1
-            continue
-        if c == "#":
-            break
-        if line.startswith('"""', i) or line.startswith("'''", i):
-            multiline = line[i : i + 3]
-            i += 3
-            continue
-        if c in "\"'":
-            j = i + 1
-            while j < n and line[j] != c:
-                j += 2 if c == '"' and line[j] == "\\" else 1
-            i = j + 1
-            continue
-        if c in "[{":
-            depth += 1
-        elif c in "]}":
-            depth -= 1
-        i += 1
-    return multiline, depth
-
-
-def key_lines(text: str) -> dict[PathKey, int]:
-    """Map every key and table of a *valid* TOML document to the line it starts on.
-
-    Paths use 0-based integers for array-of-tables elements:
-    ``("accounts", 1, "cred_info", 0, "username")``. Values inside inline
-    tables and arrays are not mapped; :func:`line_of` falls back to the
-    enclosing key.
-    """
-    lines: dict[PathKey, int] = {}
-    table: PathKey = ()
-    counts: dict[PathKey, int] = {}  # array-of-tables path -> current index
-
-    def resolve(parts: list[str]) -> list[str | int]:
-        out: list[str | int] = []
-        for part in parts:
-            out.append(part)
-            if tuple(out) in counts:
-                out.append(counts[tuple(out)])
-        return out
-
-    multiline: str | None = None
-    depth = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if multiline is not None or depth > 0:
-            multiline, depth = _scan_value(line, 0, multiline, depth)
-            continue
-        stripped = line.lstrip()
-        start = len(line) - len(stripped)
-        if not stripped or stripped[0] == "#":
-            continue
-        if stripped.startswith("[["):
-            parts, _ = _split_key(line, start + 2)
-            array: PathKey = (*resolve(parts[:-1]), parts[-1])
-            counts[array] = counts.get(array, -1) + 1
-            table = (*array, counts[array])
-            lines.setdefault(array, lineno)
-            lines.setdefault(table, lineno)
-        elif stripped.startswith("["):
-            parts, _ = _split_key(line, start + 1)
-            table = tuple(resolve(parts))
-            lines.setdefault(table, lineno)
-        else:
-            parts, i = _split_key(line, start)
-            for k in range(1, len(parts) + 1):
-                lines.setdefault((*table, *parts[:k]), lineno)
-            eq = line.find("=", i)
-            multiline, depth = _scan_value(line, eq + 1, None, 0)
-    return lines
-
-
-def line_of(lines: Mapping[PathKey, int], path: PathKey) -> int | None:
-    """The line of ``path``, or of its nearest enclosing key or table."""
-    for k in range(len(path), 0, -1):
-        if path[:k] in lines:
-            return lines[path[:k]]
-    return None
-
-
-def _key_text(path: PathKey) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _describe(value: object, secret: bool = False) -> str:
-    """Say what a TOML value is, for "found ...". Secrets show their type only."""
-    kind = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-    if secret or isinstance(value, list | dict):
-        return kind
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"' if value else "an empty string"
-    return f"{kind} {value!r}"
-
-
-# -- reading tables -------------------------------------------------------------
-
-
-class _Context:
-    """One file being read: its name, its key lines and the problems found so far."""
-
-    def __init__(self, file: str, text: str, problems: list[ConfigProblem]) -> None:
-        self.file = file
-        self.lines = key_lines(text)
-        self.problems = problems
-
-    def problem(self, path: PathKey, expected: str, found: str) -> None:
-        line = line_of(self.lines, path)
-        self.problems.append(ConfigProblem(self.file, line, _key_text(path), expected, found))
-
-    def source(self, path: PathKey) -> str:
-        """``"intercom.toml line N"``, the label the hal configs carry."""
-        return f"{os.path.basename(self.file)} line {line_of(self.lines, path) or '?'}"
-
-
-class _Table:
-    """Typed access to one TOML table; remembers which keys were read.
-
-    Each getter returns the default after recording a problem, so reading goes
-    on and every mistake in the file is reported in one pass.
-    """
-
-    def __init__(self, ctx: _Context, path: PathKey, data: Mapping[str, Any]) -> None:
-        self.ctx = ctx
-        self.path = path
-        self.data = data
-        self._known: list[str] = []
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def line(self, key: str | None = None) -> int | None:
-        return line_of(self.ctx.lines, self.path if key is None else (*self.path, key))
-
-    def problem(self, key: str | None, expected: str, found: str) -> None:
-        self.ctx.problem(self.path if key is None else (*self.path, key), expected, found)
-
-    def _get(self, key: str, required: bool, expected: str) -> Any:
-        if key not in self._known:
-            self._known.append(key)
-        if key not in self.data:
-            if required:
-                self.problem(None, f"a key {key!r} ({expected})", "none")
-            return None
-        return self.data[key]
-
-    def string(
-        self,
-        key: str,
-        default: str = "",
-        *,
-        required: bool = False,
-        choices: Sequence[str] | None = None,
-        secret: bool = False,
-        check: Callable[[str], str | None] | None = None,
-    ) -> str:
-        """A string; ``check`` returns what was expected when the value is wrong."""
-        expected = "a string" if choices is None else "one of " + ", ".join(map(repr, choices))
-        value = self._get(key, required, expected)
-        if value is None:
-            return default
-        if not isinstance(value, str) or (choices is not None and value not in choices):
-            self.problem(key, expected, _describe(value, secret))
-            return default
-        if check is not None and (want := check(value)) is not None:
-            self.problem(key, want, _describe(value, secret))
-            return default
-        return value
-
-    def integer(
-        self,
-        key: str,
-        default: int,
-        *,
-        lo: int | None = None,
-        hi: int | None = None,
-        required: bool = False,
-        choices: Sequence[int] | None = None,
-    ) -> int:
-        if choices is not None:
-            expected = "one of " + ", ".join(map(str, choices))
-        elif lo is not None and hi is not None:
-            expected = f"an integer from {lo} to {hi}"
-        elif lo is not None:
-            expected = f"an integer >= {lo}"
-        else:
-            expected = "an integer"
-        value = self._get(key, required, expected)
-        if value is None:
-            return default
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or (choices is not None and value not in choices)
-            or (lo is not None and value < lo)
-            or (hi is not None and value > hi)
-        ):
-            self.problem(key, expected, _describe(value))
-            return default
-        return value
-
-    def number(
-        self, key: str, default: float, *, lo: float, hi: float, lo_open: bool = True
-    ) -> float:
-        """A number of seconds or similar; integers are accepted."""
-        low = "more than" if lo_open else "at least"
-        expected = f"a number {low} {lo:g} and at most {hi:g}"
-        value = self._get(key, False, expected)
-        if value is None:
-            return default
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (lo < value <= hi if lo_open else lo <= value <= hi)
-        ):
-            self.problem(key, expected, _describe(value))
-            return default
-        return float(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self._get(key, False, "true or false")
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.problem(key, "true or false", _describe(value))
-            return default
-        return value
-
-    def strings(
-        self, key: str, *, check: Callable[[str], str | None] | None = None
-    ) -> tuple[str, ...]:
-        """A list of strings; a single string is taken as a list of one."""
-        expected = "a string or a list of strings"
-        value = self._get(key, False, expected)
-        if value is None:
-            return ()
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-            self.problem(key, expected, _describe(value))
-            return ()
-        good: list[str] = []
-        for item in items:
-            if check is not None and (want := check(item)) is not None:
-                self.problem(key, want, _describe(item))
-            else:
-                good.append(item)
-        return tuple(good)
-
-    def table(self, key: str) -> _Table | None:
-        value = self._get(key, False, "a table")
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            self.problem(key, f"a [{key}] table", _describe(value))
-            return None
-        return _Table(self.ctx, (*self.path, key), value)
-
-    def tables(self, key: str) -> list[_Table]:
-        value = self._get(key, False, "an array of tables")
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            self.problem(key, f"[[{key}]] tables", _describe(value))
-            return []
-        return [_Table(self.ctx, (*self.path, key, i), v) for i, v in enumerate(value)]
-
-    def finish(self) -> None:
-        """Report every key that no getter asked for."""
-        for key in self.data:
-            if key in self._known:
-                continue
-            close = difflib.get_close_matches(key, self._known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            where = _key_text(self.path) or "the top level"
-            self.problem(
-                key,
-                f"one of the keys of {where}: {', '.join(self._known)}",
-                f"unknown key {key!r}{hint}",
-            )
 
 
 # -- value checks ---------------------------------------------------------------
@@ -502,264 +133,10 @@ def _check_file(base: Path) -> Callable[[str], str | None]:
     return check
 
 
-# -- the sections -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    """Where a transport listens; port 0 lets the system choose."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def _parse_listen(value: str) -> ListenAddress | None:
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", value)
-    if m is None:
-        return None
-    host = m.group(1) or m.group(3)
-    port = int(m.group(2) or m.group(4))
-    return ListenAddress(host, port) if port <= 65535 else None
-
-
-@dataclass(frozen=True, slots=True)
-class SipSettings:
-    """``[sip]``: transports (None = disabled), TLS files, User-Agent header."""
-
-    udp: ListenAddress | None = ListenAddress("0.0.0.0", 5060)
-    tcp: ListenAddress | None = ListenAddress("0.0.0.0", 5060)
-    tls: ListenAddress | None = None
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_ca: str = ""
-    user_agent: str = "intercom-firmware"
-
-    def enabled(self) -> tuple[str, ...]:
-        """The names of the enabled transports."""
-        return tuple(t for t in TRANSPORTS if getattr(self, t) is not None)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountSettings:
-    """One ``[[accounts]]`` entry; keys are named as in :class:`AccountConfig`.
-
-    ``local`` accounts are userless (``sip:ADDRESS:PORT``) and take only
-    ``transport`` and ``priority``. ``transport`` is "" for any. ``line`` is
-    where the entry starts, for messages at run time.
-    """
-
-    line: int
-    local: bool = False
-    id: str = ""
-    reg_uri: str = ""
-    proxy: tuple[str, ...] = ()
-    cred_info: tuple[CredentialInfo, ...] = ()
-    reg_timeout: int = 300
-    reg_retry_interval: int = 300
-    reg_first_retry_interval: int = 0
-    reg_delay_before_refresh: int = 5
-    unreg_timeout: float = 4.0
-    reg_use_proxy: int = 3
-    contact_params: str = ""
-    contact_uri_params: str = ""
-    allow_contact_rewrite: bool = True
-    allow_via_rewrite: bool = True
-    ka_interval: int = 15
-    publish_enabled: bool = False
-    priority: int = 0
-    transport: str = ""
-    use_rfc5626: bool = False
-
-    def to_account_config(self, transport_id: int = INVALID_ID) -> AccountConfig:
-        """The user agent's configuration; ``transport_id`` is the transport the
-        firmware created for :attr:`transport` (the config cannot know its id)."""
-        if self.local:
-            raise ValueError(f"account at line {self.line} is local: use acc_add_local")
-        return AccountConfig(
-            id=self.id,
-            reg_uri=self.reg_uri,
-            proxy=list(self.proxy),
-            cred_info=list(self.cred_info),
-            reg_timeout=self.reg_timeout,
-            reg_retry_interval=self.reg_retry_interval,
-            reg_first_retry_interval=self.reg_first_retry_interval,
-            reg_delay_before_refresh=self.reg_delay_before_refresh,
-            unreg_timeout=self.unreg_timeout,
-            reg_use_proxy=self.reg_use_proxy,
-            contact_params=self.contact_params,
-            contact_uri_params=self.contact_uri_params,
-            allow_contact_rewrite=self.allow_contact_rewrite,
-            allow_via_rewrite=self.allow_via_rewrite,
-            ka_interval=self.ka_interval,
-            publish_enabled=self.publish_enabled,
-            priority=self.priority,
-            transport_id=transport_id,
-            use_rfc5626=self.use_rfc5626,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AudioSettings:
-    """``[audio]``: ALSA devices, rate and framing, voice processing, volume (0-100)."""
-
-    capture_device: str = "default"
-    playback_device: str = "default"
-    sample_rate: int = 8000
-    ptime: int = 20
-    buffer_periods: int = 4
-    echo_cancel: bool = True
-    noise_suppression: bool = True
-    agc: bool = True
-    volume: int | None = None
-
-    def to_audio_config(self) -> AudioConfig:
-        """The hardware layer's device configuration."""
-        from hal.audio import AudioConfig  # only when audio starts: keeps start-up lean
-
-        return AudioConfig(
-            sample_rate=self.sample_rate,
-            ptime_ms=self.ptime,
-            buffer_periods=self.buffer_periods,
-            prefill_periods=min(2, self.buffer_periods - 1),
-            capture_device=self.capture_device,
-            playback_device=self.playback_device,
-        )
-
-    def to_voice_config(self) -> VoiceConfig:
-        """The voice chain's configuration (echo canceller, denoiser, AGC)."""
-        from hal.voice import VoiceConfig
-
-        return VoiceConfig(
-            echo_cancel=self.echo_cancel, noise_suppression=self.noise_suppression, agc=self.agc
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ButtonSettings:
-    """One ``[[buttons]]``: ``targets`` for ``call`` / ``speed_dial``; ``source`` its line."""
-
-    name: str
-    bcm: int
-    action: str
-    source: str
-    targets: tuple[str, ...] = ()
-    pull: Pull = Pull.UP
-    active_low: bool = True
-    debounce: float = 0.03
-    long_press: float | None = 1.5
-
-
-@dataclass(frozen=True, slots=True)
-class LedSettings:
-    """One ``[[leds]]``; ``shows`` is ``status``, ``ringing`` or ``call``."""
-
-    name: str
-    bcm: int
-    shows: str
-    source: str
-    active_high: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class RelaySettings:
-    """``[relay]``: the door opener, pulsed for ``pulse_seconds``."""
-
-    bcm: int
-    source: str
-    pulse_seconds: float = 3.0
-    active_high: bool = True
-    name: str = "door"
-
-
-@dataclass(frozen=True, slots=True)
-class IntercomSettings:
-    """``[intercom]``: what the device does (see :mod:`firmware.behaviour`).
-
-    ``max_call_seconds`` 0 means no limit. ``door_code`` "" means DTMF never
-    opens the door; ``door_code_from`` empty means "the trusted callers".
-    """
-
-    profile: str = "intercom"
-    auto_answer: bool = False
-    trusted: tuple[str, ...] = ()
-    door_code: str = ""
-    door_code_from: tuple[str, ...] = ()
-    hangup_after_door: bool = False
-    max_call_seconds: int = 0
-    bell_during_call: str = "ignore"
-    ring_mode: str = "sequential"
-    ring_timeout: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """A whole, validated configuration. ``source`` is the file it came from."""
-
-    source: str = BUILTIN_SOURCE
-    hal: str = "rpi"
-    sip: SipSettings = SipSettings()
-    accounts: tuple[AccountSettings, ...] = ()
-    audio: AudioSettings = AudioSettings()
-    buttons: tuple[ButtonSettings, ...] = ()
-    leds: tuple[LedSettings, ...] = ()
-    relay: RelaySettings | None = None
-    intercom: IntercomSettings = IntercomSettings()
-    secrets: str = ""
-
-    def gpio_config(self) -> GpioConfig:
-        """The hardware layer's pin configuration, each entry labelled with its line."""
-        return GpioConfig(
-            buttons=tuple(
-                ButtonConfig(
-                    b.name,
-                    b.bcm,
-                    b.source,
-                    pull=b.pull,
-                    active_low=b.active_low,
-                    debounce=b.debounce,
-                    long_press=b.long_press,
-                )
-                for b in self.buttons
-            ),
-            leds=tuple(LedConfig(x.name, x.bcm, x.source, x.active_high) for x in self.leds),
-            relays=()
-            if self.relay is None
-            else (
-                RelayConfig(
-                    self.relay.name,
-                    self.relay.bcm,
-                    self.relay.source,
-                    self.relay.active_high,
-                    max_pulse=_MAX_RELAY_PULSE,
-                ),
-            ),
-        )
-
-
-def default_config() -> Config:
-    """What runs with no config file: simulated hardware, one local account,
-    UDP and TCP on 5060 (the runner moves to the next free port), a desk-phone
-    profile so an incoming call rings and ``intercom answer`` takes it."""
-    return Config(
-        source=BUILTIN_SOURCE,
-        hal="sim",
-        accounts=(AccountSettings(line=0, local=True),),
-        buttons=(
-            ButtonSettings("answer", 17, "answer", f"{BUILTIN_SOURCE} answer"),
-            ButtonSettings("hangup", 27, "hangup", f"{BUILTIN_SOURCE} hangup"),
-        ),
-        leds=(LedSettings("status", 22, "status", f"{BUILTIN_SOURCE} status"),),
-        intercom=IntercomSettings(profile="desk"),
-    )
-
-
 # -- reading each section -----------------------------------------------------------
 
 
-def _read_sip(t: _Table | None, base: Path) -> SipSettings:
+def _read_sip(t: Table | None, base: Path) -> SipSettings:
     if t is None:
         return SipSettings()
     defaults = SipSettings()
@@ -771,11 +148,11 @@ def _read_sip(t: _Table | None, base: Path) -> SipSettings:
             "" if dflt is None else str(dflt),
             check=lambda v: (
                 None
-                if v == "" or _parse_listen(v)
+                if v == "" or parse_listen(v)
                 else 'a listen address "host:port" ("[::]:5060" for IPv6) or "" to disable'
             ),
         )
-        listen[name] = _parse_listen(text) if text else None
+        listen[name] = parse_listen(text) if text else None
     check = _check_file(base)
     settings = SipSettings(
         udp=listen["udp"],
@@ -813,7 +190,7 @@ _ACCOUNT_BOOLS = (
 
 
 def _read_account(
-    t: _Table, sip: SipSettings, passwords: Mapping[str, str] | None, secrets_file: str
+    t: Table, sip: SipSettings, passwords: Mapping[str, str] | None, secrets_file: str
 ) -> AccountSettings:
     values: dict[str, Any] = {"line": t.line() or 0}
     values["local"] = local = t.boolean("local", False)
@@ -845,7 +222,7 @@ def _read_account(
 
 
 def _read_cred(
-    t: _Table, acc_id: str, passwords: Mapping[str, str] | None, secrets_file: str
+    t: Table, acc_id: str, passwords: Mapping[str, str] | None, secrets_file: str
 ) -> CredentialInfo | None:
     realm = t.string("realm", "*")
     username = t.string("username", required=True)
@@ -876,7 +253,7 @@ def _read_cred(
         return None
 
 
-def _read_audio(t: _Table | None) -> AudioSettings:
+def _read_audio(t: Table | None) -> AudioSettings:
     if t is None:
         return AudioSettings()
     volume = t.integer("volume", -1, lo=0, hi=100)
@@ -895,7 +272,7 @@ def _read_audio(t: _Table | None) -> AudioSettings:
     return settings
 
 
-def _read_button(t: _Table) -> ButtonSettings:
+def _read_button(t: Table) -> ButtonSettings:
     name = t.string("name", required=True)
     bcm = t.integer("bcm", -1, required=True)
     action = t.string("action", "call", required=True, choices=BUTTON_ACTIONS)
@@ -929,7 +306,7 @@ def _read_button(t: _Table) -> ButtonSettings:
     )
 
 
-def _read_led(t: _Table) -> LedSettings:
+def _read_led(t: Table) -> LedSettings:
     led = LedSettings(
         name=t.string("name", required=True),
         bcm=t.integer("bcm", -1, required=True),
@@ -941,18 +318,18 @@ def _read_led(t: _Table) -> LedSettings:
     return led
 
 
-def _read_relay(t: _Table) -> RelaySettings:
+def _read_relay(t: Table) -> RelaySettings:
     relay = RelaySettings(
         bcm=t.integer("bcm", -1, required=True),
         source=t.ctx.source((*t.path, "bcm")),
-        pulse_seconds=t.number("pulse_seconds", 3.0, lo=0, hi=_MAX_RELAY_PULSE),
+        pulse_seconds=t.number("pulse_seconds", 3.0, lo=0, hi=MAX_RELAY_PULSE),
         active_high=t.boolean("active_high", True),
     )
     t.finish()
     return relay
 
 
-def _read_intercom(t: _Table | None, has_relay: bool) -> IntercomSettings:
+def _read_intercom(t: Table | None, has_relay: bool) -> IntercomSettings:
     if t is None:
         return IntercomSettings()
     s = IntercomSettings(
@@ -979,7 +356,7 @@ def _read_intercom(t: _Table | None, has_relay: bool) -> IntercomSettings:
 
 
 def _read_secrets(
-    t: _Table, base: Path, problems: list[ConfigProblem]
+    t: Table, base: Path, problems: list[ConfigProblem]
 ) -> tuple[str, dict[str, str] | None]:
     """Read the secrets file named by the top-level ``secrets`` key."""
     name = t.string("secrets")
@@ -1002,7 +379,7 @@ def _read_secrets(
     if data is None:
         return str(path), None
     text, doc = data
-    top = _Table(_Context(str(path), text, problems), (), doc)
+    top = Table(Context(str(path), text, problems), (), doc)
     passwords: dict[str, str] = {}
     pw = top.table("passwords")
     if pw is not None:
@@ -1059,9 +436,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if parsed is None:
         raise ConfigError(problems)
     text, doc = parsed
-    ctx = _Context(file, text, problems)
+    ctx = Context(file, text, problems)
     base = Path(file).parent
-    top = _Table(ctx, (), doc)
+    top = Table(ctx, (), doc)
     hal = top.string("hal", "rpi", choices=("rpi", "sim"))
     secrets_file, passwords = _read_secrets(top, base, problems)
     sip = _read_sip(top.table("sip"), base)
@@ -1107,7 +484,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return config
 
 
-def _check_gpio(config: Config, ctx: _Context) -> None:
+def _check_gpio(config: Config, ctx: Context) -> None:
     """Pin conflicts and ranges, by the hardware layer's own rules.
 
     Entries whose ``bcm`` was missing or mistyped (-1) are already reported.

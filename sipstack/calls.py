@@ -24,16 +24,30 @@ id or a call in the wrong state raises (``ValueError`` /
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
-import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
 
 from .account import Account
 from .account_config import INVALID_ID
+from .call_events import (
+    CallEvent,
+    CallInfo,
+    CallMediaState,
+    CallStateChanged,
+    DtmfDigit,
+    IncomingCall,
+    MediaStatus,
+)
+from .call_media import (
+    MediaDtmf,
+    MediaFactory,
+    MediaStats,
+    SignallingOnlyMedia,
+    media_status,
+    refusal_answer,
+)
 from .endpoint import IncomingRequest, OutgoingRequest, RequestFailure
 from .errors import SipParseError, TransportError
 from .headers import NameAddr
@@ -54,7 +68,6 @@ from .invite_session import InviteSession, Role
 from .loop import TimerHandle
 from .message import Message, Request, Response, make_response
 from .offer_answer import (
-    CodecSpec,
     LocalMedia,
     NegotiatedMedia,
     OfferAnswerError,
@@ -90,161 +103,6 @@ PJSUA_MAX_CALLS = 4
 _DTMF_DIGITS = "0123456789*#ABCD"
 _INFO_DTMF_DURATION = 160  # ms, what most phones put in application/dtmf-relay
 _S = InviteState
-
-
-# -- events and information ----------------------------------------------------------
-
-
-class MediaStatus(enum.Enum):
-    """PJSUA's ``pjsua_call_media_status``: what the audio stream is doing."""
-
-    NONE = "none"  # no negotiated media (yet)
-    ACTIVE = "active"
-    LOCAL_HOLD = "local_hold"  # we put the call on hold
-    REMOTE_HOLD = "remote_hold"  # the peer put us on hold
-    ERROR = "error"  # the offer/answer failed
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingCall:
-    """A new INVITE took slot ``call_id``; answer it with :meth:`CallManager.call_answer`."""
-
-    call_id: int
-    acc_id: int
-    remote_uri: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallStateChanged:
-    """The call moved to ``state``; ``code``/``reason`` say why (0 when nothing did)."""
-
-    call_id: int
-    state: InviteState
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallMediaState:
-    """The negotiated audio changed (answer received, hold, unhold, failure)."""
-
-    call_id: int
-    status: MediaStatus
-    media: NegotiatedMedia | None
-
-
-@dataclass(frozen=True, slots=True)
-class DtmfDigit:
-    """A DTMF digit from the peer, in RTP (RFC 4733) or SIP INFO; ``duration`` in ms."""
-
-    call_id: int
-    digit: str
-    duration: int
-    method: Literal["rfc4733", "info"]
-
-
-CallEvent = IncomingCall | CallStateChanged | CallMediaState | DtmfDigit
-
-
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    """PJSUA's ``pjsua_call_info``: a snapshot of one call."""
-
-    id: int
-    acc_id: int
-    role: Role
-    state: InviteState
-    local_info: str  # our address in this dialog (From / To, without tag)
-    local_contact: str
-    remote_info: str  # the peer's address (without tag)
-    remote_uri: str
-    remote_contact: str | None  # the remote target, once a dialog exists
-    sip_call_id: str
-    last_status: int
-    last_reason: str
-    media_status: MediaStatus
-    media: NegotiatedMedia | None
-    codec: str | None  # "PCMU/8000" once negotiated
-    local_sdp: bytes | None
-    remote_sdp: bytes | None
-    connect_duration: float  # seconds since CONFIRMED (0 before), frozen at the end
-    total_duration: float  # seconds since the call started, frozen at the end
-    rtp_stats: object | None  # from the media layer (MediaStats), None without one
-
-
-# -- the media hook ------------------------------------------------------------------
-
-
-class MediaFactory(Protocol):
-    """What the call layer needs from the media layer (one RTP stream per call).
-
-    ``create_local_media`` runs when a call needs an offer or answer (the call
-    is in its slot already, so ``call_get_info(call_id).local_contact`` tells
-    which address the peer reaches us at); ``on_negotiated`` gets every
-    outcome (answer, hold, unhold: the direction says what may flow);
-    ``close`` runs once when the call ends.
-    """
-
-    def create_local_media(self, call_id: int) -> LocalMedia: ...
-
-    def on_negotiated(self, call_id: int, media: NegotiatedMedia) -> None: ...
-
-    def close(self, call_id: int) -> None: ...
-
-
-@runtime_checkable
-class MediaDtmf(Protocol):
-    """Optional: a media layer that sends RFC 4733 events.
-
-    ``send_dtmf`` returns False when it cannot (the peer did not accept
-    telephone-event); the call layer then sends SIP INFO instead. Digits it
-    receives are reported to :meth:`CallManager.on_media_dtmf`.
-    """
-
-    def send_dtmf(self, call_id: int, digits: str) -> bool: ...
-
-
-@runtime_checkable
-class MediaStats(Protocol):
-    """Optional: a media layer that reports RTP/RTCP statistics for ``call_get_info``."""
-
-    def rtp_stats(self, call_id: int) -> object | None: ...
-
-
-class SignallingOnlyMedia:
-    """The default :class:`MediaFactory`: PCMU, PCMA and telephone-event offered on
-    a UDP port reserved by binding it (so no other program takes the number the
-    peer will send to), but no RTP is sent or read. ``address_of(call_id)``
-    gives the address to put in the SDP."""
-
-    def __init__(self, address_of: Callable[[int], str]) -> None:
-        self._address_of = address_of
-        self._sockets: dict[int, socket.socket] = {}
-
-    def create_local_media(self, call_id: int) -> LocalMedia:
-        """Reserve a port (once per call) and describe it."""
-        address = self._address_of(call_id)
-        sock = self._sockets.get(call_id)
-        if sock is None:
-            family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.bind((address, 0))
-            except OSError:
-                sock.close()
-                raise
-            self._sockets[call_id] = sock
-        port = sock.getsockname()[1]
-        return LocalMedia(address, port, (CodecSpec("PCMU", 8000), CodecSpec("PCMA", 8000)))
-
-    def on_negotiated(self, call_id: int, media: NegotiatedMedia) -> None:
-        """Nothing to start: signalling only."""
-
-    def close(self, call_id: int) -> None:
-        """Release the reserved port."""
-        sock = self._sockets.pop(call_id, None)
-        if sock is not None:
-            sock.close()
 
 
 # -- one call -----------------------------------------------------------------------
@@ -673,14 +531,7 @@ class CallManager:
         return negotiated is not None
 
     def _set_media(self, call: _Call, media: NegotiatedMedia | None, error: bool = False) -> None:
-        if media is None:
-            status = MediaStatus.ERROR if error else MediaStatus.NONE
-        elif call.local_hold:
-            status = MediaStatus.LOCAL_HOLD
-        elif media.on_hold_by_remote:
-            status = MediaStatus.REMOTE_HOLD
-        else:
-            status = MediaStatus.ACTIVE
+        status = media_status(media, error=error, local_hold=call.local_hold)
         call.negotiated = media if media is not None else call.negotiated
         call.media_status = status
         if media is not None and not call.raw:
@@ -757,17 +608,9 @@ class CallManager:
 
     def _refusal(self, call: _Call, sdp: bytes) -> bytes:
         """An answer refusing every stream (port 0), for an offer that must be answered."""
-        try:
-            offer = parse_sdp(sdp)
-        except SdpParseError:
-            offer = None
         local = self._local_media(call)
         call.sdp_version += 1
-        if offer is None:
-            return create_offer(local, call.sdp_session_id, call.sdp_version).to_bytes()
-        empty = dataclasses.replace(local, codecs=(CodecSpec("x-none", 1),))
-        answer, _ = create_answer(offer, empty, call.sdp_session_id, call.sdp_version)
-        return answer.to_bytes()
+        return refusal_answer(sdp, local, call.sdp_session_id, call.sdp_version)
 
     # -- driving the session -------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from firmware.app import _nat_words, _registration_words
 from firmware.cli import EXIT_OK, EXIT_PROBLEM, EXIT_UNREACHABLE, EXIT_USAGE, format_doctor, main
 from firmware.control import control_path
+from firmware.doctor import _nat_words, _registration_words
 
 
 def test_run_with_a_broken_config_lists_every_problem_and_exits_2(

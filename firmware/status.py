@@ -1,0 +1,130 @@
+"""``intercom status``: the firmware's state as one JSON-able dict."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from firmware.app import App
+    from firmware.config import AccountSettings
+    from sipstack.account_events import RegStateChanged
+    from sipstack.call_events import CallInfo
+    from sipstack.useragent import UserAgent
+
+__all__ = ["VERSION", "account_report", "call_report", "status_report"]
+
+VERSION = "0.1.0"
+
+
+def status_report(app: App) -> dict[str, Any]:
+    """Everything ``intercom status`` shows (JSON-able)."""
+    assert app.ua is not None and app.calls is not None and app.behaviour is not None
+    board, audio = app.board, app.audio
+    relays = {}
+    if board is not None:
+        relays = {
+            name: {"on": relay.is_on, "pulses": app.relay_pulses}
+            for name, relay in board.relays.items()
+        }
+    network: dict[str, Any] = {}
+    if app.network is not None:
+        snap = app.network.snapshot()
+        network = {
+            "addresses": sorted(
+                f"{a.interface} {a.address}" for a in snap.addresses if a.interface != "lo"
+            ),
+            "default_interface": app.network.default_interface(),
+            "links_up": sorted(snap.links_up),
+        }
+    counts = app.screen.counts
+    return {
+        "version": VERSION,
+        "config": app.config.source,
+        "hal": app.hal,
+        "uptime": round(time.monotonic() - app.started_at, 1),
+        "ports": app.ports,
+        "phone": app.behaviour.state.value,
+        "led_state": app.behaviour.led_state.value,
+        "accounts": [app.account_status(a) for a in app.ua.enum_accs()],
+        "calls": [app.call_status(c) for c in app.calls.enum_calls()],
+        "leds": dict(app.leds),
+        "relays": relays,
+        "buttons": list(app.last_buttons),
+        "network": network,
+        "audio": {
+            "device": audio.device if audio else None,
+            "clock": audio.clock.mode.value if audio else None,
+            "fault": audio.fault if audio else "",
+        },
+        "screening": {
+            "mode": "open" if app.screen.settings.open else app.screen.settings.refuse,
+            "refused": counts.total,
+            "forbidden": counts.forbidden,
+            "dropped": counts.dropped,
+            "rate_limited": counts.rate_limited,
+            "last": list(counts.last),
+        },
+    }
+
+
+def account_report(
+    ua: UserAgent,
+    acc: int,
+    settings: AccountSettings | None,
+    event: RegStateChanged | None,
+    seen: Mapping[str, tuple[str, int]],
+) -> dict[str, Any]:
+    """One account as ``intercom status`` shows it.
+
+    ``settings`` are its config-file settings, ``event`` its last registration
+    event, ``seen`` where registrars saw our REGISTERs (by Call-ID, RFC 3581).
+    """
+    info = ua.acc_get_info(acc)
+    account = ua.acc_get_account(acc)
+    reg = account.registration
+    out: dict[str, Any] = {
+        "id": acc,
+        "uri": info.uri,
+        "local": bool(settings is not None and settings.local),
+        "registrar": account.config.reg_uri,
+        "registered": bool(event is not None and event.is_registered),
+        "state": event.state if event is not None else ("local" if account.local else "idle"),
+        "status": info.status,
+        "reason": info.status_text,
+        "expires": info.expires,
+        "last_error": "",
+        "config_line": settings.line if settings is not None else 0,
+        "contact": str(reg.contact) if reg is not None else None,
+        "seen_as": None,
+    }
+    if event is not None and not event.is_registered and event.status >= 300:
+        out["last_error"] = f"{event.status} {event.reason} {event.note}".strip()
+    if reg is not None and reg.call_id in seen:
+        host, port = seen[reg.call_id]
+        out["seen_as"] = f"{host}:{port}"
+    return out
+
+
+def call_report(info: CallInfo) -> dict[str, Any]:
+    """One call as ``intercom status`` shows it."""
+    out: dict[str, Any] = {
+        "id": info.id,
+        "account": info.acc_id,
+        "direction": "outgoing" if info.role.value == "uac" else "incoming",
+        "remote": info.remote_uri,
+        "state": info.state.value,
+        "codec": info.codec,
+        "media": info.media_status.value,
+        "duration": round(info.connect_duration, 1),
+        "loss": None,
+        "jitter_ms": None,
+    }
+    stats = info.rtp_stats
+    rtp = getattr(stats, "rtp", None)
+    if rtp is not None:
+        out["loss"] = round(rtp.cumulative_lost / rtp.expected, 4) if rtp.expected else 0.0
+        out["jitter_ms"] = round(rtp.jitter * 1000, 1)
+        out["packets_sent"], out["packets_received"] = rtp.packets_sent, rtp.packets_received
+    return out
