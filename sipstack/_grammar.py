@@ -1,4 +1,4 @@
-"""RFC 3261 section 25.1 grammar as precompiled regular expressions.
+"""RFC 3261 section 25.1 grammar as regular expressions.
 
 Private to the parser. Every pattern here is applied to header values that
 have already been unfolded (RFC 3261 7.3.1: a CRLF followed by whitespace is
@@ -11,11 +11,18 @@ per character. Possessive quantifiers and atomic groups would say this more
 directly, but CPython 3.11.2 (Debian 12 / Raspberry Pi OS) mis-matches some
 possessive group repeats, e.g. ``(?:(?:[a-z.]|%[0-9])++@)?+[a-z.]+`` fails on
 ``example.com``; so they are not used.
+
+Start-up cost matters on a Pi Zero (compiling a pattern runs Python code in
+``re._compiler``, about 1 ms per kilobyte of pattern there), so only the fast
+patterns that every message needs are compiled at import. The full grammar,
+which only unusual spellings reach, and the grammar of rarely seen headers
+are :class:`LazyPattern` objects compiled on first use.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 # -- building blocks (RFC 3261 25.1) -------------------------------------------
 
@@ -178,32 +185,232 @@ ADDRESS = FULL["address"]
 PARAMS = FULL["params"]
 
 
+class LazyPattern:
+    """A regular expression compiled on first use.
+
+    For the full grammar and rare headers: most processes never need them,
+    and compiling them all at import cost ~30 ms on a desktop CPU. The only
+    state is the compiled pattern itself, a pure function of the source.
+    """
+
+    __slots__ = ("source", "_compiled")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        """The compiled pattern (compiled now if this is the first use)."""
+        pattern = self._compiled
+        if pattern is None:
+            pattern = self._compiled = re.compile(self.source)
+        return pattern
+
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        """``re.Pattern.fullmatch`` on the compiled pattern."""
+        return self.compiled.fullmatch(text)
+
+
+def _lazy_dual(name: str) -> LazyPattern:
+    # The fast branch fails quickly on unusual input and the full one decides.
+    if FAST[name] == FULL[name]:
+        return LazyPattern(FULL[name])
+    return LazyPattern(rf"(?:{FAST[name]})|(?:{FULL[name]})")
+
+
+# -- the pieces the transaction and dialog layers read -------------------------------
+
+
+def _params_strict(name: str, *, quoted: bool = True, capture: bool = False) -> str:
+    """F_PARAMS in which parameter ``name`` may only appear as ``;name=token``.
+
+    Any other spelling of that name (``;BRANCH=``, a quoted value, no value)
+    fails the pattern, so the full grammar and the dict-building slow path
+    decide. After a match, the last exact ``;name=`` holds the value
+    ``params[name]`` would (the last one wins in both), which the accessors
+    exploit. ``quoted=False`` also refuses quoted values of other parameters,
+    so that ``;`` and ``>`` in the parameters are separators only. With
+    ``capture``, one group holds that value.
+    """
+    other_case = "".join(f"[{c.lower()}{c.upper()}]" for c in name)
+    value = rf"=[{TOKEN_CHARS}:]+|={F_QSTRING}|" if quoted else rf"=[{TOKEN_CHARS}:]+|"
+    name_value = rf"([{TOKEN_CHARS}]+)" if capture else rf"[{TOKEN_CHARS}]+"
+    return (
+        rf"(?:;{name}={name_value}"
+        rf"|;(?!{other_case}(?![{TOKEN_CHARS}])){TOKEN}(?:{value}))*"
+    )
+
+
+# Via and From / To as HEAD_RE accepts them (see HEAD_PIECES).
+_VIA_PARM = rf"SIP/2\.0/[A-Za-z]+ {F_HOST}(?::{F_PORT}|){_params_strict('branch', quoted=False)}"
+# The first via-parm of a Via value HEAD_RE accepted, or a whole one (Via.parse);
+# groups: transport, host, port, params, branch.
+VIA_PARM_RE = re.compile(
+    rf"SIP/2\.0/([A-Za-z]+) ({F_HOST})(?::({F_PORT})|)"
+    rf"((?:;branch=([{TOKEN_CHARS}]+)|;(?![Bb][Rr][Aa][Nn][Cc][Hh](?![{TOKEN_CHARS}])){TOKEN}"
+    rf"(?:=[{TOKEN_CHARS}:]+|={F_QSTRING}|))*)"
+)
+# From / To in the fast spelling; groups: quoted display name (no escapes),
+# token display name, URI inside <>, bare URI, header params.
+ADDRESS_PARTS_RE = LazyPattern(
+    rf'(?:(?:"([^"\\\x00-\x1f\x7f]*)" ?|([{TOKEN_CHARS}]+(?: [{TOKEN_CHARS}]+)*) ?|)'
+    rf"<({F_SIP_URI})>|({F_SIP_URI_NB}))({F_PARAMS})"
+)
+
+# RFC 3261 20.22: 0-255 hops, leading zeros legal (RFC 4475 3.1.1.1).
+MAX_FORWARDS = (
+    r"(?:[1-9]?[0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]|0+(?:[0-9]{1,2}|1[0-9]{2}|2[0-4][0-9]|25[0-5]))"
+)
+CALL_ID = rf"{CALL_ID_WORD}(?:@{CALL_ID_WORD}|)"
+_DATE = rf"{_WKDAY}, [0-9]{{2}} {_MONTH} [0-9]{{4}} [0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}} GMT"
+
+
+# -- the header section in one match ------------------------------------------------
+# HEAD_RE checks a whole header section spelled the usual way in one call: each
+# line is "Name: value\r\n" with a canonical name and a value in the FAST
+# grammar, or an unchecked header (no grammar beyond TEXT-UTF8) with no
+# whitespace around its value. One C call instead of a Python loop over the
+# lines is the parser's hot path. Its only groups capture the values of the
+# first Via and of the single headers (HEAD_CAPTURED), which the transaction
+# layer reads; a second single header fails the match (a conditional on its
+# group). Capturing the pieces of those values too would cost more than
+# splitting them later: inside a repeat, CPython's re copies every set group
+# mark at each branch. Anything else (compact or odd-case names of checked
+# headers, unusual whitespace, the full grammar, rare headers) fails the
+# match, and the line-by-line path, which accepts a superset, decides.
+
+# Checked headers HEAD_RE knows, by canonical name ("|" between names sharing a
+# grammar, which keeps the pattern and its compile time small), most frequent
+# first; rare ones are left out: their messages take the line-by-line path.
+_HEAD_CHECKED = {
+    # The first seven: see HEAD_PIECES.
+    "Via": "",
+    "From": "",
+    "To": "",
+    "Call-ID": "",
+    "CSeq": "",
+    "Max-Forwards": "",
+    "Content-Length": "",
+    "Contact": FAST["contact"],
+    "Content-Type": FAST["media_type"],
+    "Allow|Supported|Allow-Events": FAST["token_list"],
+    "Expires|Min-Expires|RSeq": r"[0-9]{1,9}",
+    "Record-Route|Route|P-Asserted-Identity": FAST["address_list"],
+    "Authorization|WWW-Authenticate|Proxy-Authorization|Proxy-Authenticate": FAST["auth"],
+    "Event|Subscription-State|Content-Disposition": FAST["token_params"],
+    "Require|Unsupported|Proxy-Require|Content-Encoding": FAST["token_list1"],
+    "Session-Expires|Min-SE": rf"[0-9]{{1,9}}{F_PARAMS}",
+    "Accept": FAST["accept"],
+    "Date": _DATE,
+    "SIP-ETag|SIP-If-Match": TOKEN,
+    "Refer-To|Referred-By": FAST["address"],
+    # Unchecked but common: cheaper here than through the generic line.
+    "User-Agent|Server|Subject|Reason|Organization|Accept-Encoding|Accept-Language"
+    "|Alert-Info|Call-Info|Privacy": None,
+}
+# TEXT-UTF8 with no whitespace around it (written with "|)": see FAST).
+_UNCHECKED_VALUE = r"(?:[^\r\n \t](?:[^\r\n]*[^\r\n \t]|)|)"
+
+
+def _any_case(words: list[str]) -> str:
+    """A pattern for any of ``words`` in any letter case, factored into a trie.
+
+    Each level starts with a character class, so a failing alternative costs
+    one test (CPython's ``re`` skips a BRANCH alternative on its first IN).
+    """
+    trie: dict[str, dict[str, object]] = {}
+    for word in words:
+        node = trie
+        for ch in word.lower():
+            node = node.setdefault(ch, {})  # type: ignore[assignment]
+        node[""] = {}
+
+    def emit(node: Mapping[str, object]) -> str:
+        alts = []
+        for ch in sorted(node, key=lambda c: c == ""):  # longer names first
+            child = node[ch]
+            assert isinstance(child, dict)
+            if not ch:
+                alts.append("")
+            elif ch.isalpha():
+                alts.append(f"[{ch}{ch.upper()}]{emit(child)}")
+            else:
+                alts.append(re.escape(ch) + emit(child))
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return emit(trie)
+
+
+# What HEAD_RE captures, in group order (its first lines, so that no other
+# group comes before them): the pieces of the first via-parm (parameters with
+# ";branch=" spelled only so), the From / To values and their tags, Call-ID,
+# CSeq number and method, Max-Forwards, Content-Length. Each line's first
+# group is set once that header was seen: the first Via is captured, a second
+# single header fails the match (RFC 3261 7.3.1).
+_VIA_FIRST = (
+    rf"SIP/2\.0/([A-Za-z]+) ({F_HOST})(?::({F_PORT})|)"
+    rf"({_params_strict('branch', quoted=False, capture=True)})"
+)
+_ADDRESS_TAG = (
+    rf"((?:{F_DISPLAY}<{F_SIP_URI}>|{F_SIP_URI_NB})"
+    rf"{_params_strict('tag', quoted=False, capture=True)})"
+)
+HEAD_PIECES = {
+    "Via": (rf"(?(1){_VIA_PARM}|{_VIA_FIRST})(?:, ?{_VIA_PARM})*", 5),
+    "From": (rf"(?(6)(?!)|{_ADDRESS_TAG})", 2),
+    "To": (rf"(?(8)(?!)|{_ADDRESS_TAG})", 2),
+    "Call-ID": (rf"(?(10)(?!)|({CALL_ID}))", 1),
+    "CSeq": (rf"(?(11)(?!)|([0-9]{{1,9}}) ({TOKEN}))", 2),
+    "Max-Forwards": (rf"(?(13)(?!)|({MAX_FORWARDS}))", 1),
+    "Content-Length": (r"(?(14)(?!)|([0-9]{1,9}))", 1),
+}
+HEAD_CAPTURED = tuple(HEAD_PIECES)
+# At most this many header lines (the parser's default limit): a longer
+# section takes the line-by-line path, which enforces the caller's limit.
+HEAD_MAX_FIELDS = 256
+
+
+def head_re(checked_names: list[str]) -> re.Pattern[str]:
+    """Compile HEAD_RE, to be matched from the first header line to the end of
+    the header section (its last CRLF included).
+
+    ``checked_names`` are all names (compact forms included) of checked
+    headers: the generic line must not take any of them.
+    """
+    assert tuple(_HEAD_CHECKED)[: len(HEAD_CAPTURED)] == HEAD_CAPTURED
+    lines = []
+    for name, value in _HEAD_CHECKED.items():
+        if name in HEAD_PIECES:
+            value = HEAD_PIECES[name][0]
+        elif value is None:
+            value = _UNCHECKED_VALUE
+        lines.append(f"(?:{name}): (?:{value})" if "|" in name else f"{name}: (?:{value})")
+    lines.append(rf"(?!{_any_case(checked_names)}:){TOKEN}: {_UNCHECKED_VALUE}")
+    body = "|".join(rf"{line}\r\n" for line in lines)
+    return re.compile(f"(?:{body}){{0,{HEAD_MAX_FIELDS}}}")
+
+
 def _c(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def _dual(name: str) -> re.Pattern[str]:
-    # The fast branch fails quickly on unusual input and the full one decides.
-    if FAST[name] == FULL[name]:
-        return re.compile(FULL[name])
-    return re.compile(rf"(?:{FAST[name]})|(?:{FULL[name]})")
-
-
-# -- compiled matchers ---------------------------------------------------------
+# -- compiled at import: what every message needs --------------------------------------
+# (and HEAD_RE, compiled by _validate, and VIA_PARM_RE above)
 
 TOKEN_RE = _c(TOKEN)
-ADDRESS_RE = _dual("address")
-ADDRESS_LIST_RE = _dual("address_list")
-CONTACT_RE = _dual("contact")
-VIA_LIST_RE = _dual("via")
-TOKEN_LIST_RE = _dual("token_list")
-TOKEN_LIST1_RE = _dual("token_list1")
-MEDIA_TYPE_RE = _dual("media_type")
-ACCEPT_RE = _dual("accept")
-TOKEN_PARAMS_RE = _dual("token_params")
-AUTH_RE = _dual("auth")
-WARNING_RE = _dual("warning")
-CSEQ_RE = _c(rf"([0-9]+){LWS}({TOKEN})")
+# The usual Request-Line: a plain sip/sips Request-URI and SIP/2.0; a subset
+# of REQUEST_LINE_RE + REQUEST_URI_RE, which judge everything else.
+FAST_REQUEST_LINE_RE = _c(rf"({TOKEN}) ({F_SIP_URI}) SIP/2\.0")
+# Reason-Phrase: anything but control characters (HTAB allowed); may be empty.
+FAST_STATUS_LINE_RE = _c(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\x00-\x08\x0a-\x1f\x7f]*)")
+# A bare NUL outside a quoted-pair (RFC 3261 25.1: only quoted-pair admits %x00).
+BARE_NUL_RE = _c(r"(?<!\\)\x00")
+UNFOLD_RE = _c(r"[ \t]*\r\n[ \t]+")
+
+
+# -- compiled on first use: the line-by-line path, the full grammar, rare headers -----
+
 # 32-bit unsigned decimal (RFC 3261 8.1.1.5 CSeq, 20.19 Expires delta-seconds...),
 # leading zeros allowed; the common short form first.
 UINT32 = (
@@ -211,34 +418,45 @@ UINT32 = (
     r"|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}"
     r"|42949672[0-8][0-9]|429496729[0-5]|[0-9]{1,9}))"
 )
-# RFC 3261 20.22: 0-255 hops, leading zeros legal (RFC 4475 3.1.1.1).
-MAX_FORWARDS_RE = _c(
-    r"(?:[1-9]?[0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]|0+(?:[0-9]{1,2}|1[0-9]{2}|2[0-4][0-9]|25[0-5]))"
-)
-UINT32_RE = _c(UINT32)
-CSEQ_CHECK_RE = _c(rf"{UINT32} {TOKEN}|{UINT32}{LWS}{TOKEN}")
-DELTA_PARAMS_CHECK_RE = _c(rf"{UINT32}{FAST['params']}|{UINT32}{PARAMS}")
-RETRY_AFTER_CHECK_RE = _c(rf"{UINT32}(?:{WS}{COMMENT})?{PARAMS}")
-RACK_CHECK_RE = _c(rf"{UINT32}{LWS}{UINT32}{LWS}{TOKEN}")
-CALL_ID_RE = _c(rf"{CALL_ID_WORD}(?:@{CALL_ID_WORD}|)")
+VIA_RE = LazyPattern(FAST["via"])
+CSEQ_RE = LazyPattern(rf"([0-9]{{1,9}}) ({TOKEN})")
+VIA_FULL = _lazy_dual("via")
+ADDRESS_FULL = _lazy_dual("address")
+ADDRESS_LIST_RE = LazyPattern(FAST["address_list"])
+ADDRESS_LIST_FULL = _lazy_dual("address_list")
+CONTACT_RE = LazyPattern(FAST["contact"])
+CONTACT_FULL = _lazy_dual("contact")
+TOKEN_LIST_RE = LazyPattern(FAST["token_list"])
+TOKEN_LIST_FULL = _lazy_dual("token_list")
+TOKEN_LIST1_RE = LazyPattern(FAST["token_list1"])
+TOKEN_LIST1_FULL = _lazy_dual("token_list1")
+MEDIA_TYPE_RE = LazyPattern(FAST["media_type"])
+MEDIA_TYPE_FULL = _lazy_dual("media_type")
+TOKEN_PARAMS_RE = LazyPattern(FAST["token_params"])
+TOKEN_PARAMS_FULL = _lazy_dual("token_params")
+AUTH_RE = LazyPattern(FAST["auth"])
+AUTH_FULL = _lazy_dual("auth")
+ACCEPT_RE = _lazy_dual("accept")
+WARNING_RE = _lazy_dual("warning")
+SHORT_UINT_RE = LazyPattern(r"[0-9]{1,9}")
+UINT32_RE = LazyPattern(UINT32)
+MAX_FORWARDS_RE = LazyPattern(MAX_FORWARDS)
+CALL_ID_RE = LazyPattern(CALL_ID)
+CSEQ_FULL = LazyPattern(rf"({UINT32}){LWS}({TOKEN})")
+DELTA_PARAMS_RE = LazyPattern(rf"[0-9]{{1,9}}{F_PARAMS}")
+DELTA_PARAMS_FULL = LazyPattern(rf"{UINT32}{PARAMS}")
+RETRY_AFTER_RE = LazyPattern(rf"{UINT32}(?:{WS}{COMMENT})?{PARAMS}")
+RACK_RE = LazyPattern(rf"{UINT32}{LWS}{UINT32}{LWS}{TOKEN}")
 # RFC 3261 20.17 / 25.1 SIP-date = rfc1123-date, always GMT.
-DATE_RE = _c(rf"{_WKDAY}, [0-9]{{2}} {_MONTH} [0-9]{{4}} [0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}} GMT")
-TIMESTAMP_RE = _c(r"[0-9]+(?:\.[0-9]*)?(?:[ \t]+[0-9]*(?:\.[0-9]*)?)?")
-
+DATE_RE = LazyPattern(_DATE)
+TIMESTAMP_RE = LazyPattern(r"[0-9]+(?:\.[0-9]*)?(?:[ \t]+[0-9]*(?:\.[0-9]*)?)?")
 # RFC 3261 19.1.1 table 1: no URI headers in a Request-URI.
-REQUEST_URI_RE = _c(rf"(?i:sips?):{USERINFO}{HOST}(?::{PORT})?{URI_PARAMS}|{TEL_URI}|{OTHER_URI}")
-# The usual Request-Line: a plain sip/sips Request-URI and SIP/2.0; a subset
-# of REQUEST_LINE_RE + REQUEST_URI_RE, which judge everything else.
-FAST_REQUEST_LINE_RE = _c(rf"({TOKEN}) ({F_SIP_URI}) SIP/2\.0")
-REQUEST_LINE_RE = _c(rf"({TOKEN}) ([^ \t]+) ((?i:SIP)/[0-9]+\.[0-9]+)")
-# Reason-Phrase: anything but control characters (HTAB allowed); may be empty.
-FAST_STATUS_LINE_RE = _c(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\x00-\x08\x0a-\x1f\x7f]*)")
-STATUS_LINE_RE = _c(
+REQUEST_URI_RE = LazyPattern(
+    rf"(?i:sips?):{USERINFO}{HOST}(?::{PORT})?{URI_PARAMS}|{TEL_URI}|{OTHER_URI}"
+)
+REQUEST_LINE_RE = LazyPattern(rf"({TOKEN}) ([^ \t]+) ((?i:SIP)/[0-9]+\.[0-9]+)")
+STATUS_LINE_RE = LazyPattern(
     r"((?i:SIP)/[0-9]+\.[0-9]+) ([1-6][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?"
 )
-
-# A bare NUL outside a quoted-pair (RFC 3261 25.1: only quoted-pair admits %x00).
-BARE_NUL_RE = _c(r"(?<!\\)\x00")
-UNFOLD_RE = _c(r"[ \t]*\r\n[ \t]+")
 # One comma-separated element: quoted strings and <...> may contain commas.
-LIST_ITEM_RE = _c(r'(?:"(?:[^"\\]|\\.)*"?|<[^>]*>?|[^,"<]+)+')
+LIST_ITEM_RE = LazyPattern(r'(?:"(?:[^"\\]|\\.)*"?|<[^>]*>?|[^,"<]+)+')

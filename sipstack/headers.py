@@ -1,22 +1,34 @@
 """Header fields: the ordered multi-map ``Headers`` and typed header values.
 
-Typed values (``NameAddr``, ``Via``, ``CSeq``) are dataclasses with ``parse``
-classmethods raising :class:`SipParseError` and a ``__str__`` that serializes
-them back to a header value. Parameter names are lower-cased; parameter values
-are kept as written (a quoted value keeps its quotes, so it serializes back
-unchanged).
+Typed values (``NameAddr``, ``Via``, ``CSeq``) are small mutable value classes
+(constructor, fields, ``==`` and ``repr`` as dataclasses would have them) with
+``parse`` classmethods raising :class:`SipParseError` and a ``__str__`` that
+serializes them back to a header value. Parameter names are lower-cased;
+parameter values are kept as written (a quoted value keeps its quotes, so it
+serializes back unchanged).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Self, TypeVar
 
 from . import _grammar as g
 from .errors import SipParseError
 from .uri import URI, parse_uri
+
+# typing is only needed by type checkers; mypy honours any name TYPE_CHECKING.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Self, TypeVar
+
+    T = TypeVar("T")
+    # What HEAD_RE captured, as Headers._checked describes it.
+    HotValues = tuple[
+        str, str, str | None, str, str | None,  # Via transport, host, port, params, branch
+        str, str | None, str, str | None,  # From, its tag, To, its tag
+        str, str, str, str | None,  # Call-ID, CSeq number and method, Content-Length
+    ]  # fmt: skip
 
 __all__ = [
     "CSeq",
@@ -28,8 +40,6 @@ __all__ = [
     "split_list",
     "unquote",
 ]
-
-T = TypeVar("T")
 
 # Canonical spelling of well-known header names, keyed by lower-case name,
 # including the compact forms (RFC 3261 7.3.3 / 20, RFC 3265, RFC 3515, RFC 4028).
@@ -88,7 +98,7 @@ def split_list(value: str) -> list[str]:
     """Split a comma-separated header value; commas inside quotes or <> do not split."""
     if '"' not in value and "<" not in value:
         return [item.strip() for item in value.split(",") if item.strip()]
-    return [item.strip() for item in g.LIST_ITEM_RE.findall(value) if item.strip()]
+    return [item.strip() for item in g.LIST_ITEM_RE.compiled.findall(value) if item.strip()]
 
 
 def unquote(value: str) -> str:
@@ -155,48 +165,127 @@ def _format_params(params: dict[str, str | None]) -> str:
 
 
 # -- typed values ----------------------------------------------------------------
+# Hand-written slotted classes rather than dataclasses: the same constructor,
+# fields, ``==`` and ``repr``, but importing ``dataclasses`` (which imports
+# ``inspect``) and generating the methods cost start-up time, and NameAddr and
+# Via build their parameter dict (and NameAddr its URI) only when asked: the
+# parser hands them the text the grammar check already captured, and the
+# transaction layer mostly reads just the tag or the branch.
 
-# The usual shapes, a subset of the full grammar (no escapes, no odd spacing).
-_FAST_ADDRESS_RE = re.compile(
-    rf'(?:"([^"\\\x00-\x1f\x7f]*)" ?|([{g.TOKEN_CHARS}]+(?: [{g.TOKEN_CHARS}]+)*) ?)?'
-    rf"<({g.F_SIP_URI})>({g.F_PARAMS})|({g.F_SIP_URI_NB})({g.F_PARAMS})"
+_NAME_ADDR_RE = g.LazyPattern(
+    rf"(?:({g.QSTRING})|({g.TOKEN}(?:{g.LWS}{g.TOKEN})*))?{g.WS}<([^>]*)>{g.WS}((?s:.*))"
 )
-_NAME_ADDR_RE = re.compile(
-    rf"(?:({g.QSTRING})|({g.TOKEN}(?:{g.LWS}{g.TOKEN})*))?{g.WS}<([^>]*)>{g.WS}(.*)",
-    re.S,
+_VIA_RE = g.LazyPattern(
+    rf"({g.TOKEN}{g.SLASH}{g.TOKEN}){g.SLASH}({g.TOKEN}){g.LWS}({g.HOST})"
+    rf"(?:{g.COLON}({g.PORT}))?{g.WS}((?s:.*))"
 )
 
 
-@dataclass(slots=True)
 class NameAddr:
     """An address with optional display name and header parameters (RFC 3261 20.10).
 
     Used for From, To, Contact, Route and Record-Route. ``display_name`` is
     unquoted; ``params`` are header parameters (``tag``, ``expires``, ``q``...).
+    Construct as ``NameAddr(uri, display_name=None, params=None)``; fields
+    may be reassigned. Equality compares the three fields.
     """
 
-    uri: URI
-    display_name: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    __slots__ = ("_value", "_tag", "_uri", "_display", "_params")
+    __match_args__ = ("uri", "display_name", "params")
+
+    def __init__(
+        self,
+        uri: URI,
+        display_name: str | None = None,
+        params: dict[str, str | None] | None = None,
+    ) -> None:
+        # A From / To value the parser checked, split into the fields below on
+        # first use (see _checked); None once split or when built from fields.
+        self._value: str | None = None
+        self._tag: str | None = None  # with _value: see _checked
+        self._uri = uri
+        self._display = display_name
+        self._params: dict[str, str | None] = {} if params is None else params
+
+    @classmethod
+    def _checked(cls, value: str, tag: str | None) -> Self:
+        """A lazy NameAddr for a From / To value that matched HEAD_RE, with its tag.
+
+        The transaction layer mostly reads only the tag (what ``params["tag"]``
+        will hold: _grammar._params_strict); the URI, display name and
+        parameter dict are built when first asked for.
+        """
+        self = cls.__new__(cls)
+        self._value = value
+        self._tag = tag
+        return self
+
+    def _split(self, value: str) -> None:
+        m = g.ADDRESS_PARTS_RE.fullmatch(value)
+        assert m is not None, "HEAD_RE accepted it"
+        quoted, tokens, uri_text, spec, params = m.groups()
+        # The fast pattern admits no escapes in quotes and single spaces only.
+        self._uri = parse_uri(uri_text or spec)
+        self._display = quoted if quoted is not None else tokens
+        self._params = _fast_params(params) if params else {}
+        self._value = None
+
+    @property
+    def uri(self) -> URI:
+        """The address's URI."""
+        if self._value is not None:
+            self._split(self._value)
+        return self._uri
+
+    @uri.setter
+    def uri(self, uri: URI) -> None:
+        if self._value is not None:
+            self._split(self._value)
+        self._uri = uri
+
+    @property
+    def display_name(self) -> str | None:
+        """The display name, unquoted, or None."""
+        if self._value is not None:
+            self._split(self._value)
+        return self._display
+
+    @display_name.setter
+    def display_name(self, display_name: str | None) -> None:
+        if self._value is not None:
+            self._split(self._value)
+        self._display = display_name
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        """Header parameters, names lower-cased, values as written."""
+        if self._value is not None:
+            self._split(self._value)
+        return self._params
+
+    @params.setter
+    def params(self, params: dict[str, str | None]) -> None:
+        if self._value is not None:
+            self._split(self._value)
+        self._params = params
 
     @property
     def tag(self) -> str | None:
         """The ``tag`` parameter (RFC 3261 19.3), or None."""
-        return self.params.get("tag")
+        if self._value is not None:
+            return self._tag
+        return self._params.get("tag")
 
     @classmethod
     def parse(cls, value: str) -> Self:
         """Parse one name-addr or addr-spec with parameters."""
-        m = _FAST_ADDRESS_RE.fullmatch(value)
+        m = g.ADDRESS_PARTS_RE.fullmatch(value)
         if m is not None:
-            quoted, tokens, uri_text, params, spec, spec_params = m.groups()
-            if uri_text is None:
-                uri_text, params = spec, spec_params
-            # The fast pattern admits no escapes and single spaces only.
+            quoted, tokens, uri_text, spec, params = m.groups()
             name = quoted if quoted is not None else tokens
-            return cls(parse_uri(uri_text), name, _fast_params(params) if params else {})
+            return cls(parse_uri(uri_text or spec), name, _fast_params(params) if params else {})
         value = value.strip()
-        if not g.ADDRESS_RE.fullmatch(value):
+        if not g.ADDRESS_FULL.fullmatch(value):
             raise SipParseError(f"malformed address {value[:80]!r}")
         m = _NAME_ADDR_RE.fullmatch(value)
         if m is not None:
@@ -224,35 +313,74 @@ class NameAddr:
         return NameAddr(self.uri, self.display_name, params)
 
     def __str__(self) -> str:
-        head = (
-            f"<{self.uri}>"
-            if self.display_name is None
-            else f"{quote(self.display_name)} <{self.uri}>"
+        display = self.display_name
+        head = f"<{self.uri}>" if display is None else f"{quote(display)} <{self.uri}>"
+        params = self.params
+        return head + _format_params(params) if params else head
+
+    def __repr__(self) -> str:
+        return (
+            f"NameAddr(uri={self.uri!r}, display_name={self.display_name!r}, "
+            f"params={self.params!r})"
         )
-        return head + _format_params(self.params) if self.params else head
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, NameAddr)
+        return (self.uri, self.display_name, self.params) == (
+            other.uri,
+            other.display_name,
+            other.params,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
 
 
-_FAST_VIA_RE = re.compile(rf"SIP/2\.0/([A-Za-z]+) ({g.F_HOST})(?::({g.F_PORT}))?({g.F_PARAMS})")
-_VIA_RE = re.compile(
-    rf"({g.TOKEN}{g.SLASH}{g.TOKEN}){g.SLASH}({g.TOKEN}){g.LWS}({g.HOST})(?:{g.COLON}({g.PORT}))?{g.WS}(.*)",
-    re.S,
-)
-
-
-@dataclass(slots=True)
 class Via:
-    """One Via value (RFC 3261 20.42, 18.2.1). ``transport`` is upper-case (``UDP``)."""
+    """One Via value (RFC 3261 20.42, 18.2.1). ``transport`` is upper-case (``UDP``).
 
-    transport: str
-    host: str
-    port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    protocol: str = "SIP/2.0"
+    Construct as ``Via(transport, host, port=None, params=None, protocol="SIP/2.0")``;
+    fields may be reassigned. Equality compares the five fields.
+    """
+
+    __slots__ = ("transport", "host", "port", "protocol", "_params", "_params_text", "_branch")
+    __match_args__ = ("transport", "host", "port", "params", "protocol")
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: dict[str, str | None] | None = None,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self._params: dict[str, str | None] | None = {} if params is None else params
+        self._params_text = ""  # with _branch: see _checked
+        self._branch: str | None = None
+        self.protocol = protocol
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        """Via parameters, names lower-cased, values as written."""
+        params = self._params
+        if params is None:
+            text = self._params_text
+            params = self._params = _fast_params(text) if text else {}
+        return params
+
+    @params.setter
+    def params(self, value: dict[str, str | None]) -> None:
+        self._params = value
 
     @property
     def branch(self) -> str | None:
         """The ``branch`` parameter (RFC 3261 8.1.1.7), or None (RFC 2543 peers)."""
-        return self.params.get("branch")
+        params = self._params
+        return self._branch if params is None else params.get("branch")
 
     @property
     def received(self) -> str | None:
@@ -271,7 +399,8 @@ class Via:
     @property
     def rport_requested(self) -> bool:
         """True when a bare ``;rport`` asks the server to fill it in (RFC 3581 3)."""
-        return "rport" in self.params and self.params["rport"] is None
+        params = self.params
+        return "rport" in params and params["rport"] is None
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
@@ -279,11 +408,29 @@ class Via:
         return self.host, self.port
 
     @classmethod
+    def _checked(
+        cls, transport: str, host: str, port: str | None, params: str, branch: str | None
+    ) -> Self:
+        """The top Via from what HEAD_RE captured; the parameter dict is built later.
+
+        ``branch`` is what ``params["branch"]`` will hold (_grammar._params_strict).
+        """
+        self = cls.__new__(cls)
+        self.transport = transport.upper()
+        self.host = host.lower()
+        self.port = None if port is None else int(port)
+        self.protocol = "SIP/2.0"
+        self._params = None
+        self._params_text = params
+        self._branch = branch
+        return self
+
+    @classmethod
     def parse(cls, value: str) -> Self:
         """Parse one via-parm."""
-        m = _FAST_VIA_RE.fullmatch(value)
+        m = g.VIA_PARM_RE.fullmatch(value)
         if m is not None:
-            transport, host, port, params = m.groups()
+            transport, host, port, params, _ = m.groups()
             return cls(
                 transport.upper(),
                 host.lower(),
@@ -291,10 +438,10 @@ class Via:
                 _fast_params(params) if params else {},
             )
         value = value.strip()
-        if not g.VIA_LIST_RE.fullmatch(value) or "," in _strip_quoted(value):
+        if not g.VIA_FULL.fullmatch(value) or "," in _strip_quoted(value):
             raise SipParseError(f"malformed Via {value[:80]!r}")
         m = _VIA_RE.fullmatch(value)
-        if m is None:  # pragma: no cover - VIA_LIST_RE accepted it
+        if m is None:  # pragma: no cover - VIA_FULL accepted it
             raise SipParseError(f"malformed Via {value[:80]!r}")
         protocol, transport, host, port, rest = m.groups()
         if host[0] == "[":
@@ -319,34 +466,90 @@ class Via:
         sent_by = host if self.port is None else f"{host}:{self.port}"
         return f"{self.protocol}/{self.transport} {sent_by}{_format_params(self.params)}"
 
+    def __repr__(self) -> str:
+        return (
+            f"Via(transport={self.transport!r}, host={self.host!r}, port={self.port!r}, "
+            f"params={self.params!r}, protocol={self.protocol!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Via)
+        return (self.transport, self.host, self.port, self.params, self.protocol) == (
+            other.transport,
+            other.host,
+            other.port,
+            other.params,
+            other.protocol,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
 
 def _strip_quoted(value: str) -> str:
     return re.sub(g.QSTRING, "", value) if '"' in value else value
 
 
-@dataclass(slots=True)
 class CSeq:
     """The CSeq header (RFC 3261 20.16): sequence number and method."""
 
-    seq: int
-    method: str
+    __slots__ = ("seq", "method")
+    __match_args__ = ("seq", "method")
+
+    def __init__(self, seq: int, method: str) -> None:
+        self.seq = seq
+        self.method = method
 
     @classmethod
     def parse(cls, value: str) -> Self:
         """Parse ``"<seq> <METHOD>"``; the number must fit in 32 bits (RFC 3261 8.1.1.5)."""
-        m = g.CSEQ_RE.fullmatch(value.strip())
+        value = value.strip()
+        # Both check the 32-bit range and capture (seq, method).
+        m = g.CSEQ_RE.fullmatch(value) or g.CSEQ_FULL.fullmatch(value)
         if m is None:
             raise SipParseError(f"malformed CSeq {value[:80]!r}")
-        seq = int(m.group(1))
-        if seq > 0xFFFFFFFF:
-            raise SipParseError(f"CSeq number {m.group(1)[:30]} does not fit in 32 bits")
-        return cls(seq, m.group(2))
+        seq, method = m.groups()
+        return cls(int(seq), method)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
 
+    def __repr__(self) -> str:
+        return f"CSeq(seq={self.seq!r}, method={self.method!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, CSeq)
+        return self.seq == other.seq and self.method == other.method
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
 
 # -- the multi-map -------------------------------------------------------------------
+
+# Headers whose typed value the accessors build from what the parser captured
+# -> the Headers slot caching it ("" for none). Changing one of them drops the
+# captured values (the fields are split by then) and that slot.
+_HOT_SLOTS = {"via": "_via1", "from": "_from", "to": "_to", "cseq": "_cseq", "call-id": ""}
+# Name as commonly written -> (key, canonical name).
+_KEY_NAME = {name: (canon.lower(), canon) for name, canon in _FAST.items()}
+
+
+def _split_checked(text: str) -> list[tuple[str, str, str]]:
+    """Fields of header lines that passed HEAD_RE (see ``Headers._checked``)."""
+    items = []
+    known = _KEY_NAME
+    for line in text[:-2].split("\r\n"):
+        name, _, value = line.partition(": ")
+        key_name = known.get(name)
+        if key_name is None:
+            lower = name.lower()
+            canon = _CANONICAL.get(lower)
+            key_name = (lower, name) if canon is None else (canon.lower(), canon)
+        items.append((*key_name, value))
+    return items
 
 
 class Headers:
@@ -358,12 +561,20 @@ class Headers:
     and dropped when that header changes.
     """
 
-    __slots__ = ("_items", "_cache")
+    __slots__ = ("_list", "_text", "_hot", "_cache", "_via1", "_from", "_to", "_cseq")
 
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
-        # (lower-case key, name as stored, value)
-        self._items: list[tuple[str, str, str]] = []
+        # (lower-case key, name as stored, value); None until _text is split.
+        self._list: list[tuple[str, str, str]] | None = []
+        self._text = ""
+        # What the parser captured (see _checked) while those headers are unchanged.
+        self._hot: HotValues | None = None
         self._cache: dict[str, dict[Callable[[Headers], Any], Any]] = {}
+        # Typed values of the hot headers, cached (see _HOT_SLOTS).
+        self._via1: Via | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
+        self._cseq: CSeq | None = None
         if items is not None:
             for name, value in items:
                 self.add(name, value)
@@ -372,9 +583,50 @@ class Headers:
     def _from_parsed(cls, items: list[tuple[str, str, str]]) -> Headers:
         """Adopt ``(key, name, value)`` triples built by the parser (no re-checks)."""
         self = cls.__new__(cls)
-        self._items = items
+        self._list = items
+        self._text = ""
+        self._hot = self._via1 = self._from = self._to = self._cseq = None
         self._cache = {}
         return self
+
+    @classmethod
+    def _checked(cls, text: str, hot: HotValues) -> Headers:
+        """Adopt header lines that matched HEAD_RE, split into fields on first use.
+
+        Every line of ``text`` is ``Name: value\r\n`` with the usual spelling
+        of the name and no whitespace around the value. ``hot`` holds what
+        HEAD_RE captured (``_validate.HEAD_GROUPS``): 0-4 transport, host,
+        port, parameters and branch of the top Via; 5-6 From and its tag;
+        7-8 To and its tag; 9 Call-ID; 10-11 CSeq number and method; 12
+        Content-Length.
+        """
+        self = cls.__new__(cls)
+        self._list = None
+        self._text = text
+        self._hot = hot
+        self._via1 = self._from = self._to = self._cseq = None
+        self._cache = {}
+        return self
+
+    @property
+    def _items(self) -> list[tuple[str, str, str]]:
+        items = self._list
+        if items is None:
+            items = self._list = _split_checked(self._text)
+        return items
+
+    @_items.setter
+    def _items(self, items: list[tuple[str, str, str]]) -> None:
+        self._list = items
+
+    def _changed(self, key: str) -> None:
+        """Drop what was derived from header ``key``."""
+        self._cache.pop(key, None)
+        slot = _HOT_SLOTS.get(key)
+        if slot is not None:
+            self._hot = None
+            if slot:
+                setattr(self, slot, None)
 
     @staticmethod
     def _key(name: str) -> str:
@@ -424,27 +676,27 @@ class Headers:
                 break
         else:
             items.append(entry)
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
         self._check(name, value)
         key = self._key(name)
         self._items.append((key, canonical_name(name), value))
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before all others (a proxy's or UAC's new top Via)."""
         self._check(name, value)
         key = self._key(name)
         self._items.insert(0, (key, canonical_name(name), value))
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def remove(self, name: str) -> None:
         """Delete every ``name`` field (no error if absent)."""
         key = self._key(name)
         self._items = [it for it in self._items if it[0] != key]
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def typed(self, name: str, parse: Callable[[Headers], T]) -> T:
         """``parse(self)``, cached until header ``name`` changes.
@@ -468,7 +720,10 @@ class Headers:
 
     def copy(self) -> Headers:
         """An independent copy (typed views are not shared)."""
-        return Headers._from_parsed(list(self._items))
+        if self._list is None:
+            assert self._hot is not None
+            return Headers._checked(self._text, self._hot)
+        return Headers._from_parsed(list(self._list))
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

@@ -10,14 +10,20 @@ on first use of an accessor, and caches them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Mapping
+from operator import itemgetter
 
 from . import _grammar as g
 from ._accessors import HeaderAccessors, required_header
-from ._validate import VALIDATORS
+from ._validate import FAST, HEAD_GROUPS, HEAD_MAX_FIELDS, HEAD_RE, Validator, check_full
 from .errors import SipParseError
 from .headers import _CANONICAL, _FAST, Headers
 from .uri import URI, parse_uri
+
+TYPE_CHECKING = False  # mypy honours any name TYPE_CHECKING; typing is not imported
+if TYPE_CHECKING:
+    from .headers import HotValues
 
 __all__ = [
     "Headers",
@@ -230,26 +236,26 @@ def make_response(
 # out: RFC 2543 peers omit it, RFC 4475 3.4.1) and those that may appear once.
 _REQUIRED = ("from", "to", "call-id", "cseq")  # and Via, which may repeat
 _SINGLE = frozenset(("from", "to", "call-id", "cseq", "max-forwards", "content-length"))
-_REQUIRED_SET = frozenset(_REQUIRED)
+_REQUIRED_SET = frozenset(("via", *_REQUIRED))
 
-# (key, canonical name, validator, single): single is True for the headers
-# that may appear only once.
-_Info = tuple[str, str, Callable[[str], object] | None, bool]
+# What the parse loop does with a header besides storing it: nothing, keep its
+# match as the only one (single headers), or keep the first one (Via: the top
+# Via is the first value of the first Via field, RFC 3261 7.3.1).
+_PLAIN, _ONCE, _FIRST = 0, 1, 2
+
+# (key, canonical name, fast check or None, what to keep)
+_Info = tuple[str, str, "Validator | None", int]
 
 
 def _info(canonical: str) -> _Info:
     key = canonical.lower()
-    return (key, canonical, VALIDATORS.get(key), key in _SINGLE)
+    keep = _ONCE if key in _SINGLE else _FIRST if key == "via" else _PLAIN
+    return (key, canonical, FAST.get(key), keep)
 
 
-# Header name as written -> (key, canonical name, validator, single). Built
-# once from the fixed tables; input never adds to it.
+# Header name as written -> _Info. Built once from the fixed tables; input
+# never adds to it.
 _NAME_INFO: dict[str, _Info] = {name: _info(canon) for name, canon in _FAST.items()}
-
-
-def _has_via(items: list[tuple[str, str, str]]) -> bool:
-    # Via is nearly always the first header.
-    return bool(items) and (items[0][0] == "via" or any(it[0] == "via" for it in items))
 
 
 def _slow_info(line: str, name: str, colon: str, status: int | None) -> _Info:
@@ -261,7 +267,7 @@ def _slow_info(line: str, name: str, colon: str, status: int | None) -> _Info:
     if canon is not None:
         return _info(canon)
     if g.TOKEN_RE.fullmatch(name):
-        return (name.lower(), name, None, False)
+        return (name.lower(), name, None, _PLAIN)
     raise SipParseError(f"bad header name {name[:80]!r}", status)
 
 
@@ -281,9 +287,11 @@ def parse_message(
     for a bad response. Header values are decoded as UTF-8 with
     ``surrogateescape`` so no byte is lost; the body is kept as bytes.
 
-    Every header whose grammar is known is checked here; typed values
-    (``Via``, ``NameAddr``, the Request-URI's ``URI``...) are built lazily by
-    the accessors.
+    Every header whose grammar is known is checked here. The rest is lazy:
+    a header section spelled the usual way is checked by one regex match
+    (``HEAD_RE``) and split into fields on first use of ``headers``; typed
+    values are built by the accessors (for Via, From, To, CSeq and Call-ID
+    from the pieces that match captured), the Request-URI on first access.
     """
     is_response = data[:4].upper() == b"SIP/"
     status: int | None = None if is_response else 400
@@ -300,19 +308,17 @@ def parse_message(
         body_start = len(data)
     else:
         raise SipParseError("no CRLF ending the header section", status)
-    head = data[:end].decode("utf-8", "surrogateescape")
+    # The header section with the CRLF of its last line.
+    head = data[: end + 2].decode("utf-8", "surrogateescape")
     if "\x00" in head and g.BARE_NUL_RE.search(head):
         raise SipParseError("NUL byte in the header section", status)
-    if "\r\n " in head or ("\t" in head and "\r\n\t" in head):
-        # RFC 3261 7.3.1: a CRLF followed by whitespace continues the line.
-        head = g.UNFOLD_RE.sub(" ", head)
-    msg, seen = _parse_head(head, status, max_headers, max_line)
-
-    cl = seen.get("content-length")
+    if len(head) > max_line and max(map(len, head.split("\r\n"))) > max_line:
+        raise SipParseError(f"a line is longer than {max_line} characters", status)
+    msg, cl = _parse_head(head, status, max_headers)
     if cl is None:
         msg.body = data[body_start:]
     else:
-        length = int(cl)  # checked by its validator
+        length = int(cl)  # checked by its grammar
         if length > len(data) - body_start:
             have = len(data) - body_start
             raise SipParseError(f"Content-Length {length} exceeds the {have} body bytes", status)
@@ -335,86 +341,137 @@ def _check_request_line(start: str) -> tuple[str, str]:
     return method, uri_text
 
 
-def _parse_head(
-    head: str, status: int | None, max_headers: int, max_line: int
-) -> tuple[Request | Response, dict[str, str]]:
-    """Start line and header fields; returns the message and the single headers.
+def _check_status_line(start: str) -> tuple[str, str]:
+    """The full RFC 3261 25.1 Status-Line check."""
+    m = g.STATUS_LINE_RE.fullmatch(start)
+    if m is None:
+        raise SipParseError(f"malformed status line {start[:80]!r}", None)
+    version, code, reason = m.groups()
+    if version.upper() != "SIP/2.0":
+        raise SipParseError(f"unsupported SIP version {version[:20]!r}", None)
+    return code, reason or ""
 
+
+def _check_value(key: str, canon: str, value: str, status: int | None) -> tuple[re.Match[str], str]:
+    """The full-grammar check of a value the fast check refused; returns (match, value)."""
+    value = value.strip(" \t")  # RFC 3261 7.3.1: surrounding whitespace is not the value
+    m = check_full(key, value)
+    if m is None:
+        raise SipParseError(f"malformed {canon} header {value[:80]!r}", status)
+    return m, value
+
+
+def _missing_or_twice(items: list[tuple[str, str, str]], seen: Mapping[str, object]) -> str:
+    """Why the mandatory / single header check failed (off the common path)."""
+    counts: dict[str, int] = {}
+    for key, _, _ in items:
+        counts[key] = counts.get(key, 0) + 1
+    twice = [_CANONICAL[k] for k in sorted(_SINGLE) if counts.get(k, 0) > 1]
+    if twice:
+        return f"more than one {', '.join(twice)} header"
+    missing = [_CANONICAL[k] for k in ("via", *_REQUIRED) if k not in seen]
+    return f"missing mandatory header(s) {', '.join(missing)}"
+
+
+# Via transport, From, To, Call-ID and CSeq number in what HEAD_RE captured.
+_MANDATORY = itemgetter(0, 5, 7, 9, 10)
+
+
+def _start_line(start: str, status: int | None) -> tuple[Request | Response, str | None]:
+    """The message for a start line, and the method of a request."""
+    if status is None:
+        m = g.FAST_STATUS_LINE_RE.fullmatch(start)
+        code, reason = m.groups() if m is not None else _check_status_line(start)
+        return Response._parsed(int(code), reason), None
+    m = g.FAST_REQUEST_LINE_RE.fullmatch(start)
+    method, uri_text = m.groups() if m is not None else _check_request_line(start)
+    return Request._parsed(method, uri_text), method
+
+
+def _parse_head(
+    head: str, status: int | None, max_headers: int
+) -> tuple[Request | Response, str | None]:
+    """Start line and header fields of ``head`` (ending with CRLF).
+
+    Returns the message and its Content-Length value, if any.
+    """
+    if max_headers >= HEAD_MAX_FIELDS:  # else HEAD_RE could take too many
+        line_end = head.find("\r\n")
+        msg, method = _start_line(head[:line_end], status)
+        # The usual spelling: one match checks every line (see _grammar.head_re).
+        # Folded lines (RFC 3261 7.3.1) fail it.
+        m = HEAD_RE.fullmatch(head, line_end + 2)
+        if m is not None:
+            # The groups' types depend on the match: see Headers._checked.
+            hot: HotValues = m.group(*HEAD_GROUPS)
+            # RFC 3261 8.1.1: the mandatory headers (a second one failed the match).
+            if None not in _MANDATORY(hot):
+                if method is not None and hot[11] != method:
+                    # RFC 4475 3.1.2.17/18: the CSeq method must match the request method.
+                    raise SipParseError(f"CSeq method differs from {method!r}", 400)
+                msg.headers = Headers._checked(head[line_end + 2 :], hot)
+                return msg, hot[12]
+    return _parse_unusual(head, status, max_headers)
+
+
+def _parse_unusual(
+    head: str, status: int | None, max_headers: int
+) -> tuple[Request | Response, str | None]:
+    """:func:`_parse_head` for what HEAD_RE refused: field by field, full grammar."""
+    if head.count("\r\n") - 1 > max_headers:
+        raise SipParseError(f"more than {max_headers} header fields", status)
+    if "\r\n " in head or "\r\n\t" in head:
+        # RFC 3261 7.3.1: a CRLF followed by whitespace continues the line.
+        head = g.UNFOLD_RE.sub(" ", head)
+    line_end = head.find("\r\n")
+    msg, method = _start_line(head[:line_end], status)
+    items, cl = _parse_fields(head[line_end + 2 : -2], method, status)
+    msg.headers = Headers._from_parsed(items)
+    return msg, cl
+
+
+def _parse_fields(
+    text: str, method: str | None, status: int | None
+) -> tuple[list[tuple[str, str, str]], str | None]:
+    """Check the header lines of ``text`` one by one, with the full grammar.
+
+    Returns the ``(key, name, value)`` fields and the Content-Length value.
     Bare CR and LF (RFC 3261 7: lines end with CRLF) are caught by the
     grammar of every checked field and explicitly for the others.
     """
-    lines = head.split("\r\n")
-    if len(lines) - 1 > max_headers:
-        raise SipParseError(f"more than {max_headers} header fields", status)
-    if len(head) > max_line and max(map(len, lines)) > max_line:
-        raise SipParseError(f"a line is longer than {max_line} characters", status)
-
-    start = lines[0]
-    msg: Request | Response
-    if status is None:
-        method = None
-        m = g.FAST_STATUS_LINE_RE.fullmatch(start)
-        if m is not None:
-            code, reason = m.groups()
-        else:
-            m = g.STATUS_LINE_RE.fullmatch(start)
-            if m is None:
-                raise SipParseError(f"malformed status line {start[:80]!r}", None)
-            version, code, reason = m.groups()
-            if version.upper() != "SIP/2.0":
-                raise SipParseError(f"unsupported SIP version {version[:20]!r}", None)
-        msg = Response._parsed(int(code), reason or "")
-    else:
-        m = g.FAST_REQUEST_LINE_RE.fullmatch(start)
-        if m is not None:
-            method, uri_text = m.groups()
-        else:
-            method, uri_text = _check_request_line(start)
-        msg = Request._parsed(method, uri_text)
-
     items: list[tuple[str, str, str]] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, re.Match[str]] = {}
     name_info = _NAME_INFO
     append = items.append
-    nsingle = 0
-    del lines[0]
-    for line in lines:
-        # Fast path: "Name: value" with the usual spelling of a name.
+    nonce = 0
+    for line in text.split("\r\n") if text else ():
         name, colon, value = line.partition(": ")
         info = name_info.get(name)
         if info is None or not colon:
             name, colon, value = line.partition(":")
             info = _slow_info(line, name, colon, status)
-            value = value.strip(" \t")
-        key, canon, check, single = info
+        key, canon, check, keep = info
         if check is not None:
-            if not check(value):
-                # RFC 3261 7.3.1: whitespace around the value is not part of it.
-                value = value.strip(" \t")
-                if not check(value):
-                    raise SipParseError(f"malformed {canon} header {value[:80]!r}", status)
+            m = check(value)
+            if m is None:
+                m, value = _check_value(key, canon, value, status)
+            if keep:
+                if keep == _ONCE:
+                    seen[key] = m
+                    nonce += 1
+                elif key not in seen:
+                    seen[key] = m
         else:  # no grammar beyond TEXT-UTF8: only CR and LF are out of place
             value = value.strip(" \t")
             if "\r" in value or "\n" in value:
                 raise SipParseError(f"bare CR or LF in the {canon} header", status)
-        if single:
-            seen[key] = value
-            nsingle += 1
         append((key, canon, value))
 
-    if nsingle != len(seen):
-        # Counted rather than checked per line: cheaper on the common path.
-        twice = [_CANONICAL[k] for k in seen if sum(1 for it in items if it[0] == k) > 1]
-        raise SipParseError(f"more than one {', '.join(twice)} header", status)
-    if not (seen.keys() >= _REQUIRED_SET and _has_via(items)):
-        missing = [_CANONICAL[k] for k in ("via", *_REQUIRED) if k not in seen]
-        if _has_via(items):
-            missing.remove("Via")
-        raise SipParseError(f"missing mandatory header(s) {', '.join(missing)}", status)
-    if method is not None and seen["cseq"].split()[-1] != method:
+    # Counted rather than checked per line: cheaper.
+    if len(seen) != nonce + 1 or not seen.keys() >= _REQUIRED_SET:
+        raise SipParseError(_missing_or_twice(items, seen), status)
+    if method is not None and seen["cseq"][2] != method:
         # RFC 4475 3.1.2.17/18: the CSeq method must match the request method.
         raise SipParseError(f"CSeq method differs from {method!r}", 400)
-    headers = msg.headers = Headers.__new__(Headers)
-    headers._items = items
-    headers._cache = {}
-    return msg, seen
+    cl = seen.get("content-length")
+    return items, None if cl is None else cl[0]
