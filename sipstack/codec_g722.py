@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import sys
 import weakref
 
-from .codecs import CodecInfo, CodecUnavailableError
+from .codecs import CodecInfo, CodecUnavailableError, load_native
 from .plc import PacketLossConcealer
 
 __all__ = ["INFO", "SPANDSP_LIBRARY", "G722Codec", "SpanDsp", "available", "load_spandsp"]
@@ -66,26 +65,13 @@ def load_spandsp(name: str | None = None) -> SpanDsp:
 
     Raises :class:`CodecUnavailableError` naming the package to install.
     """
-    candidates = [name] if name is not None else [SPANDSP_LIBRARY]
-    if name is None:
-        found = ctypes.util.find_library("spandsp")
-        if found and found not in candidates:
-            candidates.append(found)
-    errors: list[str] = []
-    for candidate in candidates:
-        try:
-            return SpanDsp(ctypes.CDLL(candidate))
-        except OSError as exc:
-            errors.append(str(exc))
-        except AttributeError as exc:
-            errors.append(f"{candidate}: missing symbol ({exc})")
-    hint = (
-        "install the spandsp runtime (Debian / Raspberry Pi OS: 'apt install libspandsp2')"
-        if sys.platform.startswith("linux")
-        else "install spandsp (libspandsp)"
-    )
-    raise CodecUnavailableError(
-        f"G.722 needs {candidates[0]!r}, which cannot be loaded: {'; '.join(errors)}; {hint}"
+    return load_native(
+        SpanDsp,
+        codec="G.722",
+        soname=SPANDSP_LIBRARY,
+        short_name="spandsp",
+        package="libspandsp2",
+        name=name,
     )
 
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import sys
 import weakref
 
-from .codecs import CodecError, CodecInfo, CodecUnavailableError
+from .codecs import CodecError, CodecInfo, CodecUnavailableError, load_native
 
 __all__ = ["INFO", "OPUS_LIBRARY", "OpusCodec", "available", "load_opus"]
 
@@ -65,26 +64,13 @@ class _Opus:
 
 def load_opus(name: str | None = None) -> _Opus:
     """Load libopus; raises :class:`CodecUnavailableError` naming the package."""
-    candidates = [name] if name is not None else [OPUS_LIBRARY]
-    if name is None:
-        found = ctypes.util.find_library("opus")
-        if found and found not in candidates:
-            candidates.append(found)
-    errors: list[str] = []
-    for candidate in candidates:
-        try:
-            return _Opus(ctypes.CDLL(candidate))
-        except OSError as exc:
-            errors.append(str(exc))
-        except AttributeError as exc:
-            errors.append(f"{candidate}: missing symbol ({exc})")
-    hint = (
-        "install the Opus runtime (Debian / Raspberry Pi OS: 'apt install libopus0')"
-        if sys.platform.startswith("linux")
-        else "install libopus"
-    )
-    raise CodecUnavailableError(
-        f"Opus needs {candidates[0]!r}, which cannot be loaded: {'; '.join(errors)}; {hint}"
+    return load_native(
+        _Opus,
+        codec="Opus",
+        soname=OPUS_LIBRARY,
+        short_name="opus",
+        package="libopus0",
+        name=name,
     )
 
 

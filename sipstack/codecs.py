@@ -23,7 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    import ctypes
+
+_Lib = TypeVar("_Lib")
 
 __all__ = [
     "Codec",
@@ -214,3 +219,46 @@ def default_registry(*, g722: bool = True, opus: bool = False) -> CodecRegistry:
         if codec_opus.available():
             infos.append(codec_opus.INFO)
     return CodecRegistry(infos)
+
+
+def load_native(
+    wrap: Callable[[ctypes.CDLL], _Lib],
+    *,
+    codec: str,
+    soname: str,
+    short_name: str,
+    package: str,
+    name: str | None = None,
+) -> _Lib:
+    """Load a codec's C library through ctypes and bind it with ``wrap``.
+
+    ``name`` overrides the file (tests use it to check the error); otherwise
+    ``soname`` is tried, then what ``ctypes.util.find_library(short_name)``
+    finds. A missing library or symbol raises :class:`CodecUnavailableError`
+    naming the Debian package to install.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    candidates = [name] if name is not None else [soname]
+    if name is None:
+        found = ctypes.util.find_library(short_name)
+        if found and found not in candidates:
+            candidates.append(found)
+    errors: list[str] = []
+    for candidate in candidates:
+        try:
+            return wrap(ctypes.CDLL(candidate))
+        except OSError as exc:
+            errors.append(str(exc))
+        except AttributeError as exc:
+            errors.append(f"{candidate}: missing symbol ({exc})")
+    hint = (
+        f"install it (Debian / Raspberry Pi OS: 'apt install {package}')"
+        if sys.platform.startswith("linux")
+        else f"install {short_name}"
+    )
+    raise CodecUnavailableError(
+        f"{codec} needs {candidates[0]!r}, which cannot be loaded: {'; '.join(errors)}; {hint}"
+    )
