@@ -38,6 +38,7 @@ __all__ = [
     "AckReceived",
     "ClientKey",
     "LegacyServerKey",
+    "NON_INVITE_TRANSITIONS",
     "RequestReceived",
     "ResponseReceived",
     "ServerKey",
@@ -242,6 +243,18 @@ TransactionEvent = (
 )
 
 Transitions = Mapping[TransactionState, frozenset[TransactionState]]
+
+#: RFC 3261 17.1.2 and 17.2.2: non-INVITE client and server share one state graph.
+NON_INVITE_TRANSITIONS: Transitions = {
+    TransactionState.TRYING: frozenset(
+        {TransactionState.PROCEEDING, TransactionState.COMPLETED, TransactionState.TERMINATED}
+    ),
+    TransactionState.PROCEEDING: frozenset(
+        {TransactionState.COMPLETED, TransactionState.TERMINATED}
+    ),
+    TransactionState.COMPLETED: frozenset({TransactionState.TERMINATED}),
+    TransactionState.TERMINATED: frozenset(),
+}
 
 
 # -- the shared machinery -----------------------------------------------------------

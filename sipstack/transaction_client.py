@@ -12,6 +12,7 @@ from typing import ClassVar
 from sipstack.message import Headers, Request, Response
 from sipstack.timers import TimerConfig
 from sipstack.transaction import (
+    NON_INVITE_TRANSITIONS,
     ClientKey,
     ResponseReceived,
     TimedOut,
@@ -190,12 +191,7 @@ class NonInviteClientTransaction(_ClientTransaction):
     retransmissions for Timer K (T4, or 0 on reliable transports).
     """
 
-    TRANSITIONS: ClassVar[Transitions] = {
-        S.TRYING: frozenset({S.PROCEEDING, S.COMPLETED, S.TERMINATED}),
-        S.PROCEEDING: frozenset({S.COMPLETED, S.TERMINATED}),
-        S.COMPLETED: frozenset({S.TERMINATED}),
-        S.TERMINATED: frozenset(),
-    }
+    TRANSITIONS: ClassVar[Transitions] = NON_INVITE_TRANSITIONS
 
     def __init__(
         self, request: Request, *, reliable: bool, timers: TimerConfig, now: float

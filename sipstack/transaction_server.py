@@ -13,6 +13,7 @@ from typing import ClassVar
 from sipstack.message import Request, Response, make_response
 from sipstack.timers import TimerConfig
 from sipstack.transaction import (
+    NON_INVITE_TRANSITIONS,
     AckReceived,
     LegacyServerKey,
     RequestReceived,
@@ -192,12 +193,7 @@ class NonInviteServerTransaction(_ServerTransaction):
     reliable transports).
     """
 
-    TRANSITIONS: ClassVar[Transitions] = {
-        S.TRYING: frozenset({S.PROCEEDING, S.COMPLETED, S.TERMINATED}),
-        S.PROCEEDING: frozenset({S.COMPLETED, S.TERMINATED}),
-        S.COMPLETED: frozenset({S.TERMINATED}),
-        S.TERMINATED: frozenset(),
-    }
+    TRANSITIONS: ClassVar[Transitions] = NON_INVITE_TRANSITIONS
 
     def __init__(
         self, request: Request, *, reliable: bool, timers: TimerConfig, now: float
