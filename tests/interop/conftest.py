@@ -8,6 +8,8 @@ Fixtures (function-scoped unless noted):
   certificate for ``IP:127.0.0.1``.
 - ``kamailio_server``: factory ``kamailio_server(users=None, **options)`` that
   starts a :class:`KamailioServer` and stops it after the test.
+- ``firmware``: factory ``firmware(name, toml_text, prefix=())`` that starts a
+  real ``intercom run`` (:class:`device.Firmware`) and stops it after the test.
 - ``sipp``: factory ``sipp(scenario, **options)`` that starts a :class:`SippRun`
   and stops it after the test.
 
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from .device import firmware  # noqa: F401 -- fixture shared with tests/robustness
 from .peers import (
     CertBundle,
     KamailioConfig,

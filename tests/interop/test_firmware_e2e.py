@@ -17,164 +17,28 @@ way a person at a terminal would.
 
 from __future__ import annotations
 
-import array
 import json
-import math
-import os
 import socket
-import subprocess
-import sys
 import uuid
-import wave
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .device import (
+    account_toml,
+    device_toml,
+    goertzel_share,
+    intercom,
+    poll,
+    read_wav,
+)
 from .peers import PortAllocator
-from .peers.process import ManagedProcess, wait_until
 
 pytestmark = pytest.mark.interop
 
-ROOT = Path(__file__).resolve().parents[2]
 DOOR_HZ, FLAT_HZ = 700, 1900  # clear of ring (1000/1250), ringback (425), DTMF tones
 DOOR_CODE = "4711"
-
-
-def intercom(*args: str, control: Path | None = None, timeout: float = 30) -> tuple[int, str]:
-    """Run the real CLI (``python -m firmware.cli``); returns (exit code, stdout+stderr)."""
-    argv = [sys.executable, "-m", "firmware.cli", *args]
-    if control is not None:
-        argv += ["--control", str(control)]
-    done = subprocess.run(
-        argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
-def status(control: Path) -> dict[str, Any]:
-    code, out = intercom("status", "--json", control=control)
-    assert code == 0, out
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
-def poll(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    return wait_until(predicate, timeout, interval=0.2)
-
-
-def account_toml(user: str, password: str, kam: Any) -> str:
-    return f"""
-[[accounts]]
-id = "<sip:{user}@test.local>"
-reg_uri = "{kam.uri()}"
-proxy = ["{kam.uri()};lr"]
-ka_interval = 0
-unreg_timeout = 1
-
-[[accounts.cred_info]]
-realm = "*"
-username = "{user}"
-data = "{password}"
-"""
-
-
-class Firmware:
-    """One ``intercom run`` process with its own config, ports and control socket."""
-
-    def __init__(self, name: str, tmp: Path, text: str) -> None:
-        self.name = name
-        self.config = tmp / f"{name}.toml"
-        self.config.write_text(text)
-        self.control = tmp / f"{name}.sock"
-        self.record = tmp / f"{name}.wav"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = ManagedProcess(
-            [
-                sys.executable,
-                "-m",
-                "firmware.cli",
-                "run",
-                "--config",
-                self.config,
-                "--control",
-                self.control,
-            ],
-            tmp / f"{name}.log",
-            cwd=ROOT,
-            env=env,
-            name=name,
-        )
-
-    def describe(self) -> str:
-        return self.process.log_text()
-
-    def status(self) -> dict[str, Any]:
-        return status(self.control)
-
-    def ready(self) -> bool:
-        return self.control.exists() and intercom("status", control=self.control)[0] == 0
-
-    def registered(self) -> bool:
-        return self.ready() and all(a["registered"] for a in self.status()["accounts"])
-
-    def stop(self) -> int | None:
-        return self.process.stop(term_timeout=5.0)
-
-
-def device_toml(udp_port: int, mic_hz: int, record: Path) -> str:
-    return f"""
-hal = "sim"
-
-[sip]
-udp = "127.0.0.1:{udp_port}"
-tcp = ""
-
-[audio]
-capture_device = "tone:{mic_hz}"
-playback_device = "{record}"
-"""
-
-
-@pytest.fixture
-def firmware(tmp_path: Path) -> Iterator[Callable[[str, str], Firmware]]:
-    made: list[Firmware] = []
-
-    def make(name: str, text: str) -> Firmware:
-        fw = Firmware(name, tmp_path, text)
-        made.append(fw)
-        return fw
-
-    yield make
-    for fw in made:
-        fw.stop()
-
-
-def goertzel_share(pcm: bytes, rate: int, hz: float, block: int = 160) -> int:
-    """Blocks (20 ms at 8 kHz) in which ``hz`` carries most of the block's energy."""
-    samples = array.array("h")
-    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
-    coeff = 2 * math.cos(2 * math.pi * hz / rate)
-    hits = 0
-    for start in range(0, len(samples) - block + 1, block):
-        chunk = samples[start : start + block]
-        energy = sum(x * x for x in chunk)
-        if energy < block * 100**2:  # below -50 dBFS: silence
-            continue
-        s1 = s2 = 0.0
-        for x in chunk:
-            s1, s2 = x + coeff * s1 - s2, s1
-        power = s1 * s1 + s2 * s2 - coeff * s1 * s2  # |X(hz)|^2
-        # a pure tone of amplitude A gives power ~ (A*N/2)^2 and energy ~ A^2*N/2
-        if power / (energy * block / 2) > 0.5:
-            hits += 1
-    return hits
-
-
-def read_wav(path: Path) -> tuple[bytes, int]:
-    with wave.open(str(path), "rb") as wav:
-        return wav.readframes(wav.getnframes()), wav.getframerate()
 
 
 def test_door_rings_flat_talk_open_door_hang_up(
