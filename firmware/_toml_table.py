@@ -9,7 +9,6 @@ carries them all to the user at once.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -247,6 +246,8 @@ class Table:
         for key in self.data:
             if key in self._known:
                 continue
+            import difflib  # only for a typo's suggestion
+
             close = difflib.get_close_matches(key, self._known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             where = key_text(self.path) or "the top level"

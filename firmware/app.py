@@ -8,11 +8,13 @@ and runs its loop. Everything lives on that one :class:`~sipstack.loop.Loop`:
   conference bridge whose device port is the sound card (ALSA plus the voice
   processor on ``--hal rpi``) or, simulated, a tone/WAV source and a WAV recorder;
 * the GPIO board (simulated or RPi.GPIO), whose button events go to the pure
-  :class:`~firmware.behaviour.Behaviour`; its commands are carried out here
-  (calls, relay, LEDs, tones) and the user agent's and calls' events are
-  translated back into behaviour events;
+  :class:`~firmware.behaviour.Behaviour`; :mod:`firmware.behaviour_driver`
+  feeds it and carries out its commands (calls, relay, LEDs, tones);
 * the network watcher (re-register on address change), the request screen,
-  the in-memory log ring, the SIP trace tap and the control socket.
+  the in-memory log ring, the SIP trace tap (:mod:`firmware.sip_tap`) and the
+  control socket, whose commands are in :mod:`firmware.control_commands`;
+* live reload (SIGHUP, ``intercom reload``): planned by :mod:`firmware.reconfig`,
+  accounts changed by :mod:`firmware.account_wiring`.
 
 Requests are screened (:mod:`firmware.screening`): with a config file only our
 servers, allowed peers and our own dialogs get through. The audio path is in
@@ -36,25 +38,26 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from firmware.audio_path import AudioPath, dbfs
-from firmware.config import BUILTIN_SOURCE, Config
-from firmware.control import ControlConnection, ControlError, ControlServer
-from firmware.doctor import run_doctor
+from firmware.account_wiring import AccountWiring
+from firmware.audio_path import AudioPath
+from firmware.behaviour_driver import BehaviourDriver
+from firmware.config import BUILTIN_SOURCE, Config, ConfigError
+from firmware.control import ControlServer
+from firmware.control_commands import ControlCommands
 from firmware.logring import LogRing, mask_secrets
-from firmware.screening import RequestScreen, Screening, server_hosts, trusted_hosts
+from firmware.reconfig import plan_reload, screening_for
+from firmware.screening import RequestScreen, Screening, server_hosts
+from firmware.sip_tap import SipTap, config_secrets
 from firmware.status import VERSION, account_report, call_report, status_report
-from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased, LedPattern
-from hal.gpio import DOUBLE_FLASH, FAST_BLINK, HEARTBEAT, SLOW_BLINK, STEADY
-from sipstack.account_config import INVALID_ID, RpidElement
 from sipstack.account_events import IncomingMessage, MessageStatus, RegStateChanged, UaEvent
 from sipstack.loop import Loop, TimerHandle
-from sipstack.transport_base import Destination, Peer, is_ip_literal
+from sipstack.transport_base import Peer, is_ip_literal
 
 if TYPE_CHECKING:
-    from firmware.behaviour import Behaviour, BehaviourEvent, Command
+    from firmware.behaviour import Behaviour, BehaviourEvent
     from hal.gpio import GpioBoard
     from hal.network import NetworkInfo
-    from sipstack.calls import CallEvent, CallManager
+    from sipstack.calls import CallManager
     from sipstack.endpoint import IncomingRequest
     from sipstack.media_factory import RtpMediaFactory
     from sipstack.message import Request, Response
@@ -66,14 +69,6 @@ __all__ = ["App", "Screening", "LogRing", "mask_secrets", "VERSION"]
 
 log = logging.getLogger("intercom")
 
-_PATTERN_NAMES: dict[LedPattern | None, str] = {
-    STEADY: "steady",
-    SLOW_BLINK: "slow blink",
-    FAST_BLINK: "fast blink",
-    DOUBLE_FLASH: "double flash",
-    HEARTBEAT: "heartbeat",
-    None: "off",
-}
 
 # -- the application --------------------------------------------------------------------
 
@@ -84,9 +79,10 @@ class App:
     ``hal`` overrides ``config.hal`` (``"sim"`` or ``"rpi"``); ``control_path``
     is the control socket (None: no socket, for tests that drive the App
     directly). ``bind`` is ``(host, first_port)`` for the built-in default,
-    which moves to the next free port. ``screening`` defaults to "only our
-    servers and ``[intercom] trusted`` IP hosts" with a file and to open
-    without. ``on_ready`` runs once start-up is complete and ``on_heartbeat``
+    which moves to the next free port. ``screening`` overrides the config's
+    (:func:`~firmware.reconfig.screening_for`: our servers, ``[sip] allow``,
+    ``[intercom] trusted`` IP hosts and ``[sip] refuse`` with a file; open
+    without), also across reloads. ``on_ready`` runs once start-up is complete and ``on_heartbeat``
     every ``heartbeat_interval`` seconds while the loop turns (hooks for
     sd_notify READY=1 and WATCHDOG=1).
     """
@@ -113,10 +109,8 @@ class App:
             raise ValueError(f"hal must be 'sim' or 'rpi', not {self.hal!r}")
         self.control_path = control_path
         self._bind = bind
-        builtin = config.source == BUILTIN_SOURCE
-        if screening is None:
-            screening = Screening(open=builtin, allow=trusted_hosts(config))
-        self.screen = RequestScreen(screening, self.loop.time)
+        self._screening = screening  # a test's override; else from the config, per reload
+        self.screen = RequestScreen(screening or screening_for(config), self.loop.time)
         self._timers = timers
         self._resolver = resolver
         self.unregister_timeout = unregister_timeout
@@ -125,6 +119,11 @@ class App:
         self.on_heartbeat: Callable[[], None] | None = None
         self.started_at = time.monotonic()
         self.ua: UserAgent | None = None
+        self.accounts: AccountWiring | None = None
+        self.config_error: ConfigError | None = None
+        """Why the last reload failed (None: the file in force is the file on disk)."""
+        self.restart_needed: tuple[str, ...] = ()
+        """Keys a reload changed that only apply at the next start."""
         self.calls: CallManager | None = None
         self.media: RtpMediaFactory | None = None
         self.audio: AudioPath | None = None
@@ -132,6 +131,9 @@ class App:
         self.network: NetworkInfo | None = None
         self.behaviour: Behaviour | None = None
         self.control: ControlServer | None = None
+        self.tap: SipTap | None = None
+        self.driver = BehaviourDriver(self)
+        self.commands = ControlCommands(self)
         self.log_ring = LogRing(self.loop)
         self.ready = False
         self.failure: str | None = None
@@ -139,16 +141,7 @@ class App:
         self.relay_pulses = 0
         self.leds: dict[str, str] = {}
         self.last_buttons: collections.deque[dict[str, Any]] = collections.deque(maxlen=10)
-        self.cli_calls: set[int] = set()
-        self._acc_settings: dict[int, Any] = {}
-        self._reg_events: dict[int, RegStateChanged] = {}
-        self._reg_seen: dict[str, tuple[str, int]] = {}  # REGISTER Call-ID -> received, rport
-        self._inbox: collections.deque[BehaviourEvent] = collections.deque()
-        self._busy = False
-        self._behaviour_timer: TimerHandle | None = None
         self._net_timer: TimerHandle | None = None
-        self._trace: list[ControlConnection] = []
-        self._pending_messages: dict[object, ControlConnection] = {}
         self._closed = False
 
     # -- start-up -------------------------------------------------------------------------
@@ -180,15 +173,16 @@ class App:
             timers=self._timers,
             user_agent=self.config.sip.user_agent,
         )
-        self._tap_transports()
+        self.tap = SipTap(ua.endpoint.transports, config_secrets(self.config))
         ua.endpoint.admit = self._admit
         ua.add_request_filter(self._filter)
         self._create_transports()
         if self.control_path is not None:
             # bound now, so a second instance on the same path fails start(), loudly
-            self.control = ControlServer(self.loop, self.control_path, self._on_control)
+            self.control = ControlServer(self.loop, self.control_path, self.commands.handle)
             self.control.start()
-        self._add_accounts()
+        self.accounts = AccountWiring(ua, self.screen)
+        self.accounts.add_all(self.config.accounts)
         self.loop.call_soon(self._start_rest)
 
     def _create_transports(self) -> None:
@@ -211,63 +205,6 @@ class App:
                 contexts["tls_server"] = server_context(sip.tls_cert, sip.tls_key, ca)
             tid = ua.transport_create(kind, where.host, where.port, **contexts)
             self.ports[kind] = ua.endpoint.transports.info(tid).local_port
-
-    def _add_accounts(self) -> None:
-        assert self.ua is not None
-        ua = self.ua
-        tm = ua.endpoint.transports
-        for settings in self.config.accounts:
-            tid = INVALID_ID
-            if settings.transport:
-                found = tm.find(settings.transport)
-                tid = found if found is not None else INVALID_ID
-            if settings.local:
-                if tid == INVALID_ID:
-                    udp = tm.find("udp")
-                    tid = udp if udp is not None else 0
-                acc = ua.acc_add_local(tid)
-            else:
-                acc = ua.acc_add(settings.to_account_config(tid))
-                self._trust_servers(settings)
-            self._acc_settings[acc] = settings
-        if (
-            self.config.accounts
-            and not any(not s.local for s in self.config.accounts)
-            and not (self.screen.settings.open or self.screen.settings.allow)
-        ):
-            log.warning(
-                "only local accounts and no allowed peers: every request will be refused; "
-                'add [intercom] trusted = ["sip:*@192.168.1.20"] for the phones that may call'
-            )
-
-    def _trust_servers(self, settings: Any) -> None:
-        """Admit requests from the account's registrar and proxies (RFC 3263 targets)."""
-        from sipstack.uri import parse_uri
-
-        for text in (settings.reg_uri, *settings.proxy):
-            if not text:
-                continue
-            uri = parse_uri(text.strip().strip("<>"))
-            host = uri.params.get("maddr") or uri.host
-            transport = uri.transport
-            secure = uri.scheme == "sips"
-            if is_ip_literal(host):
-                port = uri.port or (5061 if secure or transport == "tls" else 5060)
-                self.screen.add_server(host, port)
-                continue
-            resolver = self.ua.endpoint.resolver if self.ua is not None else None
-            if resolver is None:
-                continue
-
-            def found(result: object) -> None:
-                if isinstance(result, list):
-                    for target in result:
-                        self.screen.add_server(target.address, target.port)
-
-            try:
-                resolver.locate(host, uri.port, transport, secure, found)
-            except ValueError as exc:
-                log.warning("cannot resolve %s for request screening: %s", host, exc)
 
     def _start_rest(self) -> None:
         """Calls, media, GPIO, behaviour, network: everything after the first REGISTER.
@@ -304,18 +241,14 @@ class App:
             audio_slot=audio.audio_slot,
             ptime=config.audio.ptime,
         )
-        self.calls = CallManager(self.ua, on_event=self._on_call_event, media=self.media)
+        self.calls = CallManager(self.ua, on_event=self.driver.on_call_event, media=self.media)
         self.media.on_dtmf = self.calls.on_media_dtmf
         self._start_board()
         self._start_network()
-        registering = [a for a, s in self._acc_settings.items() if not s.local]
         self.behaviour = Behaviour.from_config(
-            config,
-            now=self.loop.time(),
-            call_account=registering[0] if registering else self.ua.acc_get_default(),
-            accounts=registering,
+            config, now=self.loop.time(), **self._behaviour_accounts()
         )
-        self._run_commands()  # initial LED states
+        self.driver.run_commands()  # initial LED states
         if self.heartbeat_interval > 0:
             self.loop.call_later(self.heartbeat_interval, self._heartbeat)
         self.ready = True
@@ -329,6 +262,16 @@ class App:
         if self.on_ready is not None:
             self.on_ready()
 
+    def _behaviour_accounts(self) -> dict[str, Any]:
+        """The behaviour's view of the accounts: which register (their LED states),
+        which places the calls (the first that registers, else the default)."""
+        assert self.ua is not None and self.accounts is not None
+        registering = self.accounts.registering
+        return {
+            "call_account": registering[0] if registering else self.ua.acc_get_default(),
+            "accounts": registering,
+        }
+
     def _start_board(self) -> None:
         gpio = self.config.gpio_config()
         if self.hal == "rpi":
@@ -339,7 +282,7 @@ class App:
             from hal.sim import SimGpioBoard
 
             board = SimGpioBoard(self.loop, gpio)
-        board.buttons.set_handler(self._on_button)
+        board.buttons.set_handler(self.driver.on_button)
         self.board = board
 
     def _start_network(self) -> None:
@@ -388,6 +331,11 @@ class App:
 
     # -- running and stopping ----------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` has begun."""
+        return self._closed
+
     def run(self) -> int:
         """Start (if needed) and run until SIGTERM/SIGINT; then shut down gracefully."""
         if self.ua is None:
@@ -397,7 +345,12 @@ class App:
             log.info("signal %d: shutting down", signum)
             self.loop.call_soon_threadsafe(self.loop.stop)
 
+        def hup(_signum: int, _frame: object) -> None:
+            self.loop.call_soon_threadsafe(self._reload_on_signal)
+
         previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        # systemctl reload intercom (ExecReload=/bin/kill -HUP $MAINPID)
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hup)
         try:
             self.loop.run()
         finally:
@@ -434,6 +387,76 @@ class App:
             self.loop.close()
         log.info("intercom stopped")
 
+    # -- live reload --------------------------------------------------------------------------
+
+    def reload(self) -> dict[str, Any]:
+        """Read the config file again and apply what can change live.
+
+        A broken file (one caught half-saved, too) raises :class:`ConfigError`
+        and changes nothing: the running config stays in force, the error is
+        logged once and shown by ``intercom status`` until a good reload.
+        Keys that only apply at start-up are listed in the answer (and in
+        status) as ``restart_needed``. The file is small: reading it on the loop
+        costs a few milliseconds, once per reload.
+        """
+        from firmware.config import reload as reload_config
+
+        source = self.config.source
+        if source == BUILTIN_SOURCE:
+            raise ValueError("running the built-in default: there is no file to reload")
+        assert self.accounts is not None and self.behaviour is not None and self.tap is not None
+        new, error = reload_config(self.config, source)
+        if error is not None:
+            self.config_error = error
+            count = len(error.problems)
+            log.error(
+                "config reload failed, keeping the running config: %d problem%s\n%s",
+                count,
+                "" if count == 1 else "s",
+                error,
+            )
+            raise error
+        plan = plan_reload(self.config, new, self.accounts.settings)
+        self.config_error = None
+        self.config = plan.config
+        self.screen = self._replace_screen(self.screen, self.accounts)
+        self.accounts.apply(plan.accounts)
+        self.behaviour.reconfigure(plan.config, **self._behaviour_accounts())
+        self.tap.secrets = config_secrets(plan.config)
+        self.driver.run_commands()  # LEDs that show something else now
+        self.driver.arm()
+        self.restart_needed = plan.restart_needed
+        changes = plan.accounts.summary()
+        log.info(
+            "config reloaded from %s: accounts %s%s",
+            source,
+            ", ".join(f"{n} {what}" for what, n in changes.items()),
+            f"; restart needed for {', '.join(plan.restart_needed)}" if plan.restart_needed else "",
+        )
+        return {
+            "config": source,
+            "accounts": changes,
+            "restart_needed": list(plan.restart_needed),
+        }
+
+    def _replace_screen(self, old: RequestScreen, accounts: AccountWiring) -> RequestScreen:
+        """The screen for the new config; counters carry over, servers are admitted again."""
+        screen = RequestScreen(self._screening or screening_for(self.config), self.loop.time)
+        screen.counts = old.counts
+        accounts.retrust(screen)
+        return screen
+
+    def _reload_on_signal(self) -> None:
+        if not self.ready or self._closed:
+            log.warning("SIGHUP during start-up or shutdown: not reloading")
+            return
+        log.info("SIGHUP: reloading %s", self.config.source)
+        try:
+            self.reload()
+        except (ConfigError, ValueError) as exc:
+            if not isinstance(exc, ConfigError):
+                log.warning("not reloading: %s", exc)  # ConfigError: reload() logged it
+
     # -- screening ----------------------------------------------------------------------------
 
     def _admit(self, request: Request, peer: Peer) -> bool:
@@ -459,119 +482,17 @@ class App:
             return False
         return any(calls.call_get_info(c).sip_call_id == call_id for c in calls.enum_calls())
 
-    # -- trace ------------------------------------------------------------------------------
-
-    def _tap_transports(self) -> None:
-        """See every SIP message in and out, for ``intercom trace`` and NAT checks.
-
-        The transport manager has no tap hook yet; its ``on_message`` attribute
-        and ``send_raw`` method are wrapped on this instance only.
-        """
-        assert self.ua is not None
-        tm = self.ua.endpoint.transports
-        deliver = tm.on_message
-        send_raw = tm.send_raw
-
-        def on_message(message: Request | Response, peer: Peer) -> None:
-            self._note_incoming(message)
-            if self._trace:
-                where = f"{peer.transport}:{peer.host}:{peer.port}"
-                self._trace_item("in", where, message.to_bytes())
-            deliver(message, peer)
-
-        def traced_send(data: bytes, dest: Destination, on_error: Any = None) -> None:
-            if self._trace:
-                self._trace_item("out", f"{dest.transport}:{dest.host}:{dest.port}", data)
-            send_raw(data, dest, on_error)
-
-        tm.on_message = on_message
-        setattr(tm, "send_raw", traced_send)  # noqa: B010 - instance-level wrap, see docstring
-
-    def _note_incoming(self, message: Request | Response) -> None:
-        """Remember where registrars see us (RFC 3581 received/rport) for the NAT check."""
-        from sipstack.message import Response
-
-        if not isinstance(message, Response) or not 200 <= message.status < 300:
-            return
-        try:
-            if message.cseq.method != "REGISTER":
-                return
-            via = message.top_via
-            received, rport = via.received, via.rport
-        except Exception:
-            return
-        if received is not None or rport is not None:
-            self._reg_seen[message.call_id] = (received or via.host, rport or via.port or 5060)
-            if len(self._reg_seen) > 64:
-                self._reg_seen.pop(next(iter(self._reg_seen)))
-
     @property
     def trace_followers(self) -> int:
         """``intercom trace`` clients connected now."""
-        return len(self._trace)
-
-    def _trace_item(self, direction: str, where: str, data: bytes) -> None:
-        item = {
-            "time": time.time(),
-            "dir": direction,
-            "peer": where,
-            "text": mask_secrets(data.decode("utf-8", "replace")),
-        }
-        for conn in list(self._trace):
-            conn.push(item)
+        return len(self.tap.followers) if self.tap is not None else 0
 
     # -- events in ----------------------------------------------------------------------------
 
     def post(self, event: BehaviourEvent) -> None:
-        """Feed one event to the behaviour and carry out what it decides.
-
-        Events that arrive while commands are being carried out (a call event
-        raised inside ``call_make_call``) wait their turn, so the behaviour
-        always learns of a call (:class:`CallPlaced`) before the call's events.
-        """
-        self._inbox.append(event)
-        self._drain()
-
-    def _drain(self) -> None:
-        if self._busy or self.behaviour is None:
-            return
-        self._busy = True
-        try:
-            while self._inbox:
-                self.behaviour.handle_event(self._inbox.popleft(), self.loop.time())
-                self._run_commands()
-        finally:
-            self._busy = False
-        self._arm_behaviour()
-        if self.audio is not None:
-            self.audio.update()
-
-    def _arm_behaviour(self) -> None:
-        if self._behaviour_timer is not None:
-            self._behaviour_timer.cancel()
-            self._behaviour_timer = None
-        when = self.behaviour.get_timer() if self.behaviour is not None else None
-        if when is not None and not self._closed:
-            self._behaviour_timer = self.loop.call_at(when, self._on_behaviour_timer)
-
-    def _on_behaviour_timer(self) -> None:
-        self._behaviour_timer = None
-        if self.behaviour is None or self._busy:
-            return
-        self._busy = True
-        try:
-            self.behaviour.handle_timer(self.loop.time())
-            self._run_commands()
-        finally:
-            self._busy = False
-        self._drain()
-
-    def _on_button(self, event: object) -> None:
-        if isinstance(event, ButtonPressed):
-            self.last_buttons.append({"time": time.time(), "button": event.button})
-            log.info("button %s pressed", event.button)
-        if isinstance(event, ButtonPressed | ButtonReleased | ButtonLongPressed):
-            self.post(event)
+        """Feed one event to the behaviour and carry out what it decides
+        (:meth:`BehaviourDriver.post <firmware.behaviour_driver.BehaviourDriver.post>`)."""
+        self.driver.post(event)
 
     def _on_network_event(self, event: object) -> None:
         log.info("network: %s", event)
@@ -586,314 +507,35 @@ class App:
             self.ua.handle_network_change()
 
     def _on_ua_event(self, event: UaEvent) -> None:
-        from firmware.behaviour import RegistrationChanged, RegStatus
-
         if isinstance(event, RegStateChanged):
-            self._reg_events[event.acc_id] = event
-            if event.is_registered:
-                status = RegStatus.REGISTERED
-            elif event.status in (401, 403, 404, 407) and event.state == "retry-wait":
-                status = RegStatus.FAILED
-            elif event.state == "unregistered":
-                status = RegStatus.NOT_REGISTERED
-            else:
-                status = RegStatus.REGISTERING
-            self._trust_destination(event.acc_id)
-            self.post(RegistrationChanged(event.acc_id, event.is_registered, status))
+            if self.accounts is None or not self.accounts.is_current(event):
+                return  # a deleted account's unregistration
+            self.accounts.note_registration(event)
+            self.driver.on_registration(event)
         elif isinstance(event, IncomingMessage):
             text = event.body.decode("utf-8", "replace")[:200]
             log.info("message from %s: %s", event.from_uri, text)
         elif isinstance(event, MessageStatus):
-            conn = self._pending_messages.pop(event.token, None)
-            if conn is not None:
-                if event.status < 300:
-                    conn.reply({"status": event.status, "reason": event.reason})
-                else:
-                    conn.fail(f"message to {event.to_uri} refused: {event.status} {event.reason}")
-
-    def _trust_destination(self, acc_id: int) -> None:
-        assert self.ua is not None
-        if self.ua.acc_is_valid(acc_id):
-            dest = self.ua.acc_get_account(acc_id).reg_destination
-            if dest is not None:
-                self.screen.add_server(dest.host, dest.port)
-
-    def _on_call_event(self, event: CallEvent) -> None:
-        from firmware.behaviour import CallPhase, DtmfReceived, IncomingCall
-        from firmware.behaviour import CallStateChanged as PhoneCallState
-        from sipstack import calls as c
-
-        if isinstance(event, c.IncomingCall):
-            log.info("incoming call %d from %s", event.call_id, event.remote_uri)
-            self.post(IncomingCall(event.call_id, event.remote_uri))
-        elif isinstance(event, c.CallStateChanged):
-            if event.state.value in ("disconnected",):
-                self.cli_calls.discard(event.call_id)
-                log.info("call %d ended: %d %s", event.call_id, event.code, event.reason)
-            try:
-                phase = CallPhase(event.state.value)
-            except ValueError:
-                return  # NULL / DISCONNECTING: nothing the behaviour acts on
-            self.post(PhoneCallState(event.call_id, phase, event.code))
-        elif isinstance(event, c.DtmfDigit):
-            self.post(DtmfReceived(event.call_id, event.digit))
-        elif isinstance(event, c.CallMediaState) and self.audio is not None:
-            self.audio.update()
-
-    # -- commands out -------------------------------------------------------------------------
-
-    def _run_commands(self) -> None:
-        assert self.behaviour is not None
-        while commands := self.behaviour.drain_commands():
-            for command in commands:
-                try:
-                    self._execute(command)
-                except Exception:
-                    log.exception("carrying out %r failed", command)
-
-    def _execute(self, command: Command) -> None:
-        from firmware.behaviour import (
-            Answer,
-            CallPlaced,
-            Hangup,
-            Log,
-            MakeCall,
-            PlayTone,
-            PulseRelay,
-            ShowLed,
-            StopTone,
-        )
-
-        assert self.behaviour is not None
-        if isinstance(command, MakeCall):
-            assert self.calls is not None
-            try:
-                call_id = self.calls.call_make_call(command.acc, command.target)
-            except Exception as exc:
-                log.warning("cannot call %s: %r", command.target, exc, exc_info=True)
-                placed = CallPlaced(command.ref, None, str(exc))
-            else:
-                placed = CallPlaced(command.ref, call_id)
-            self.behaviour.handle_event(placed, self.loop.time())
-        elif isinstance(command, Answer):
-            assert self.calls is not None
-            self.calls.call_answer(command.call_id, command.code)
-        elif isinstance(command, Hangup):
-            assert self.calls is not None
-            if self.calls.call_is_active(command.call_id):
-                if command.code:
-                    self.calls.call_hangup(command.call_id, command.code)
-                else:
-                    self.calls.call_hangup(command.call_id)
-        elif isinstance(command, PulseRelay):
-            assert self.board is not None
-            for relay in self.board.relays.values():
-                relay.pulse(command.seconds)
-            self.relay_pulses += 1
-        elif isinstance(command, ShowLed):
-            assert self.board is not None
-            self.leds[command.name] = _PATTERN_NAMES.get(command.pattern, "pattern")
-            if command.pattern is None:
-                self.board.leds.off(command.name)
-            else:
-                self.board.leds.show(command.name, command.pattern)
-        elif isinstance(command, PlayTone):
-            if self.audio is not None:
-                active = self.behaviour.active_call
-                slot = self.media.slot(active) if self.media and active is not None else None
-                self.audio.play(command.kind, slot)
-        elif isinstance(command, StopTone):
-            if self.audio is not None:
-                self.audio.stop_tone()
-        elif isinstance(command, Log):
-            log.log(logging.getLevelName(command.level.upper()), "%s", command.msg)
-
-    # -- the control socket ---------------------------------------------------------------------
-
-    def _on_control(self, cmd: str, args: dict[str, Any], conn: ControlConnection) -> None:
-        if not self.ready:
-            raise ControlError("the firmware is still starting; try again")
-        simple: dict[str, Callable[[dict[str, Any]], object]] = {
-            "status": lambda a: self.status(),
-            "call": lambda a: self.cli_call(str(a["uri"]), a.get("account")),
-            "answer": lambda a: self.cli_button("answer"),
-            "hangup": lambda a: self.cli_hangup(),
-            "press": lambda a: self.press(str(a["name"])),
-            "dtmf": lambda a: self.cli_dtmf(str(a["digits"])),
-            "presence": lambda a: self.cli_presence(bool(a["online"]), a.get("note")),
-        }
-        if cmd in simple:
-            try:
-                result = simple[cmd](args)
-            except KeyError as exc:
-                raise ControlError(f"{cmd}: missing argument {exc}") from None
-            conn.reply(result)
-        elif cmd == "log":
-            conn.reply(list(self.log_ring.records)[-int(args.get("lines", 200)) :])
-        elif cmd == "follow":
-            conn.start_stream()
-            for item in list(self.log_ring.records)[-int(args.get("lines", 20)) :]:
-                conn.push(item)
-            self._subscribe(self.log_ring.followers, conn)
-        elif cmd == "trace":
-            conn.start_stream()
-            self._subscribe(self._trace, conn)
-        elif cmd == "message":
-            self.cli_message(str(args["uri"]), str(args["text"]), conn)
-        elif cmd == "audio-test":
-            self.audio_test(float(args.get("seconds", 2.0)), conn)
-        elif cmd == "doctor":
-            self.doctor(conn.reply)
-        else:
-            raise ControlError(f"unknown command {cmd!r}")
-
-    @staticmethod
-    def _subscribe(group: list[ControlConnection], conn: ControlConnection) -> None:
-        group.append(conn)
-
-        def gone() -> None:
-            if conn in group:
-                group.remove(conn)
-
-        conn.on_close = gone
+            self.commands.message_status(event)
 
     # -- what the CLI can do ---------------------------------------------------------------------
 
     def press(self, name: str) -> str:
-        """Press and release button ``name`` as if by hand, on any backend, through
-        the behaviour (not the pins: a Pi's inputs cannot be driven from here)."""
-        names = [b.name for b in self.config.buttons]
-        if name not in names:
-            raise ControlError(
-                f"no button named {name!r} (configured: {', '.join(names) or 'none'})"
-            )
-        now = self.loop.time()
-        self.last_buttons.append({"time": time.time(), "button": name, "simulated": True})
-        log.info("button %s pressed (simulated)", name)
-        self.post(ButtonPressed(name, now))
-        self.post(ButtonReleased(name, now, 0.1, False))
-        return f"pressed {name}"
-
-    def cli_button(self, action: str) -> str:
-        """Press the first button with ``action`` (answer / hangup)."""
-        for button in self.config.buttons:
-            if button.action == action:
-                return self.press(button.name)
-        raise ControlError(f'no button with action = "{action}" is configured')
-
-    def cli_hangup(self) -> str:
-        assert self.behaviour is not None and self.calls is not None
-        ended = []
-        if self.behaviour.state.value != "idle":
-            if any(b.action == "hangup" for b in self.config.buttons):
-                self.cli_button("hangup")
-                ended.append("pressed hangup")
-            else:
-                for call in (self.behaviour.active_call, self.behaviour.ringing_call):
-                    if call is not None and self.calls.call_is_active(call):
-                        self.calls.call_hangup(call)
-                        ended.append(f"call {call}")
-        for call in sorted(self.cli_calls):
-            if self.calls.call_is_active(call):
-                self.calls.call_hangup(call)
-                ended.append(f"call {call}")
-        if not ended:
-            raise ControlError("no call to hang up")
-        return "hung up: " + ", ".join(ended)
-
-    def cli_call(self, uri: str, account: object = None) -> dict[str, Any]:
-        assert self.ua is not None and self.calls is not None
-        acc = self.ua.acc_get_default() if account is None else int(str(account))
-        if not self.ua.acc_is_valid(acc):
-            raise ControlError(f"no account {acc} (see intercom status)")
-        try:
-            call_id = self.calls.call_make_call(acc, uri)
-        except Exception as exc:
-            raise ControlError(f"cannot call {uri}: {exc}") from None
-        self.cli_calls.add(call_id)
-        return {"call": call_id, "account": acc, "uri": uri}
-
-    def cli_dtmf(self, digits: str) -> str:
-        assert self.calls is not None and self.behaviour is not None
-        call = self.behaviour.active_call
-        if call is None or not self.calls.call_is_active(call):
-            confirmed = [
-                c
-                for c in self.calls.enum_calls()
-                if self.calls.call_get_info(c).state.value == "confirmed"
-            ]
-            call = confirmed[0] if confirmed else None
-        if call is None:
-            raise ControlError("no connected call to send DTMF in")
-        try:
-            self.calls.call_dial_dtmf(call, digits)
-        except ValueError as exc:
-            raise ControlError(str(exc)) from None
-        return f"sent {len(digits)} digit(s) in call {call}"
-
-    def cli_message(self, uri: str, text: str, conn: ControlConnection) -> None:
-        assert self.ua is not None
-        token = object()
-        self._pending_messages[token] = conn
-        try:
-            self.ua.im_send(self.ua.acc_get_default(), uri, text, token=token)
-        except Exception as exc:
-            self._pending_messages.pop(token, None)
-            raise ControlError(f"cannot send to {uri}: {exc}") from None
-
-    def cli_presence(self, online: bool, note: object) -> str:
-        assert self.ua is not None
-        rpid = RpidElement(note=str(note) if note else None)
-        for acc in self.ua.enum_accs():
-            self.ua.acc_set_online_status2(acc, online, rpid)
-        return (
-            f"presence {'online' if online else 'offline'} on {len(self.ua.enum_accs())} account(s)"
-        )
-
-    def audio_test(self, seconds: float, conn: ControlConnection) -> None:
-        """Play a 1 kHz tone to the speaker for ``seconds``, watch both levels."""
-        from firmware.behaviour import ToneKind
-        from sipstack.tones import ToneSegment, ToneSpec
-
-        audio, calls = self.audio, self.calls
-        assert audio is not None and calls is not None
-        if calls.call_get_count():
-            raise ControlError("a call is up: try the audio test when idle")
-        seconds = min(max(seconds, 0.2), 10.0)
-        peaks = {"mic": 0, "speaker": 0}
-        audio.hold += 1
-        audio.play(ToneKind.RING, None)  # routes the tone port to the speaker
-        audio.tones.play(ToneSpec("test 1 kHz", (ToneSegment((1000,), 1000, -12.0),)))
-        end = self.loop.time() + seconds
-
-        def sample() -> None:
-            levels = audio.conference.levels(audio.audio_slot)
-            peaks["mic"] = max(peaks["mic"], levels.rx)
-            peaks["speaker"] = max(peaks["speaker"], levels.tx)
-            if self.loop.time() < end and not self._closed:
-                self.loop.call_later(0.05, sample)
-                return
-            audio.hold -= 1
-            audio.stop_tone()
-            conn.reply(
-                {
-                    "tone_hz": 1000,
-                    "seconds": seconds,
-                    "device": audio.device,
-                    "speaker_peak_dbfs": dbfs(peaks["speaker"]),
-                    "mic_peak_dbfs": dbfs(peaks["mic"]),
-                }
-            )
-
-        self.loop.call_later(0.05, sample)
+        """Press and release button ``name`` as if by hand (``intercom press``)."""
+        return self.commands.press(name)
 
     # -- status ------------------------------------------------------------------------------
 
     def account_status(self, acc: int) -> dict[str, Any]:
         """One account as ``intercom status`` shows it."""
-        assert self.ua is not None
+        assert self.ua is not None and self.accounts is not None
+        wiring = self.accounts
         return account_report(
-            self.ua, acc, self._acc_settings.get(acc), self._reg_events.get(acc), self._reg_seen
+            self.ua,
+            acc,
+            wiring.settings.get(acc),
+            wiring.reg_events.get(acc),
+            self.tap.reg_seen if self.tap is not None else {},
         )
 
     def call_status(self, call_id: int) -> dict[str, Any]:
@@ -911,6 +553,8 @@ class App:
         """Check what usually goes wrong and say it in plain words; ``reply`` gets
         a list of ``{"check", "status": ok|warn|fail, "message", "advice"}``
         once the DNS look-ups are done (bounded by ``dns_timeout``)."""
+        from firmware.doctor import run_doctor  # only when someone asks
+
         run_doctor(self, reply, dns_timeout)
 
 

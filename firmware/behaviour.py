@@ -32,6 +32,10 @@ The rules (``[intercom]`` in the config file):
   relay (and hangs up shortly after with ``hangup_after_door``); three wrong
   codes end the call. Partial codes are forgotten after a pause.
 * ``max_call_seconds`` ends connected calls.
+* Calls asked for from the command line (:class:`DialRequested`) are dialled
+  like a bell press with one target; :class:`HangupRequested` does what the
+  hang-up button does. So ``intercom call`` shows on the LEDs, plays ringback
+  and is cut by ``max_call_seconds`` like any other call.
 * A long press of a hang-up button ends everything (calls, waiting, dialing).
 
 The application correlates our :class:`MakeCall` (which carries a ``ref``)
@@ -42,7 +46,6 @@ placed the call.
 from __future__ import annotations
 
 import enum
-import hmac
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -67,6 +70,8 @@ __all__ = [
     "CallStateChanged",
     "DtmfReceived",
     "FaultChanged",
+    "DialRequested",
+    "HangupRequested",
     "BehaviourEvent",
     "MakeCall",
     "Answer",
@@ -233,6 +238,23 @@ class FaultChanged:
     active: bool
 
 
+@dataclass(frozen=True, slots=True)
+class DialRequested:
+    """Someone asked for a call to ``target`` (``intercom call``), from account
+    ``acc`` (None: the behaviour's calling account). It is dialled like a bell
+    press with one target: only when idle, with ``ring_timeout``, LEDs and
+    ``max_call_seconds`` applying."""
+
+    target: str
+    acc: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HangupRequested:
+    """Someone asked to hang up (``intercom hangup``): what a short press of a
+    hang-up button does, whether one is wired or not."""
+
+
 BehaviourEvent = (
     ButtonPressed
     | ButtonReleased
@@ -243,6 +265,8 @@ BehaviourEvent = (
     | CallStateChanged
     | DtmfReceived
     | FaultChanged
+    | DialRequested
+    | HangupRequested
 )
 
 # -- commands out ----------------------------------------------------------------------
@@ -415,6 +439,7 @@ class Behaviour:
         self._attempts: list[_Call] = []  # outgoing, while DIALING
         self._targets: list[str] = []  # still to call (sequential)
         self._ring_timeout: float | None = None
+        self._dial_account = call_account  # the account of the calls being dialled
         self._next_ref = 1
         self._digits = ""
         self._wrong_codes = 0
@@ -439,6 +464,29 @@ class Behaviour:
             call_account=call_account,
             accounts=accounts,
         )
+
+    def reconfigure(
+        self, config: Config, *, call_account: int = 0, accounts: Sequence[int] = ()
+    ) -> None:
+        """Take a reloaded config's rules without dropping what is going on.
+
+        Calls in progress go on; a connected call keeps the ``max_call_seconds``
+        deadline it got when it was answered. Accounts no longer listed are
+        forgotten, new ones start NOT_REGISTERED. LEDs whose meaning changed are
+        shown anew (drain the commands).
+        """
+        intercom = config.intercom
+        self._settings = intercom
+        self._buttons = {b.name: b for b in config.buttons}
+        self._leds = tuple(config.leds)
+        self._relay_pulse = None if config.relay is None else config.relay.pulse_seconds
+        self._call_account = call_account
+        self._door_from = intercom.door_code_from or intercom.trusted
+        self._can_answer = any(b.action == "answer" for b in config.buttons)
+        self._reg = {acc: self._reg.get(acc, RegStatus.NOT_REGISTERED) for acc in accounts}
+        names = {led.name for led in self._leds}
+        self._shown = {name: p for name, p in self._shown.items() if name in names}
+        self._refresh_leds()
 
     # -- the sans-IO surface ------------------------------------------------------------
 
@@ -500,6 +548,10 @@ class Behaviour:
                 self._on_call_state(event)
             case DtmfReceived():
                 self._on_dtmf(event.call_id, event.digit)
+            case DialRequested():
+                self._on_dial_request(event)
+            case HangupRequested():
+                self._on_hangup_button()
             case FaultChanged():
                 if event.active:
                     self._faults.add(event.what)
@@ -575,6 +627,18 @@ class Behaviour:
         else:
             self._log(f"button {button.name!r} ignored while {self._state.value}")
 
+    def _on_dial_request(self, event: DialRequested) -> None:
+        if self._state is not PhoneState.IDLE:
+            self._log(f"call to {event.target} refused while {self._state.value}", "warning")
+            return
+        self._dial(
+            [event.target],
+            parallel=False,
+            timeout=self._settings.ring_timeout,
+            why="call request",
+            acc=event.acc,
+        )
+
     def _on_answer_button(self) -> None:
         waiting = self._ringing
         waiting_id = None if waiting is None else waiting.call_id
@@ -630,10 +694,19 @@ class Behaviour:
 
     # -- dialing out -------------------------------------------------------------------
 
-    def _dial(self, targets: list[str], *, parallel: bool, timeout: float | None, why: str) -> None:
+    def _dial(
+        self,
+        targets: list[str],
+        *,
+        parallel: bool,
+        timeout: float | None,
+        why: str,
+        acc: int | None = None,
+    ) -> None:
         if not targets:
             self._log(f"{why}: no targets to call", "warning")
             return
+        self._dial_account = self._call_account if acc is None else acc
         self._targets = targets
         self._ring_timeout = timeout
         self._move(PhoneState.DIALING, f"{why}: calling {', '.join(targets)}")
@@ -648,7 +721,7 @@ class Behaviour:
         ref = self._next_ref
         self._next_ref += 1
         self._attempts.append(_Call(target, outgoing=True, ref=ref))
-        self._commands.append(MakeCall(self._call_account, target, ref))
+        self._commands.append(MakeCall(self._dial_account, target, ref))
 
     def _arm_ring_timeout(self) -> None:
         if self._ring_timeout is not None:
@@ -792,6 +865,8 @@ class Behaviour:
             return
         entered, self._digits = self._digits, ""
         self._timers.pop(_Timer.DIGITS, None)
+        import hmac  # here: it loads OpenSSL's libcrypto, only door codes need it
+
         if hmac.compare_digest(entered.encode(), code.encode()):
             self._open_door(f"door code from {call.remote}")
             self._commands.append(PlayTone(ToneKind.DOOR_OPENED))

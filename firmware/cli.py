@@ -13,10 +13,10 @@ socket (``--control PATH``, else ``$INTERCOM_CONTROL``, else
     intercom dtmf DIGITS              intercom message URI TEXT
     intercom presence online|offline [--note TEXT]
     intercom audio-test [--seconds S] intercom doctor [--json]
-    intercom config check PATH
+    intercom config check PATH        intercom reload
 
 Exit codes: 0 all well; 1 a problem was found (doctor, a refused command, a
-broken file for ``config check``); 2 usage or, for ``run``, a broken config
+broken file for ``config check`` and ``reload``); 2 usage or, for ``run``, a broken config
 file (systemd: ``RestartPreventExitStatus=2``, restarting cannot fix it);
 3 the firmware cannot be reached (not running, wrong ``--control``, no permission).
 """
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         systemd.ready("running")
 
     app.on_ready = ready
+
     def heartbeat() -> None:
         systemd.watchdog()
 
@@ -167,8 +168,21 @@ def format_status(st: dict[str, Any]) -> str:
         f"up {_ago(st['uptime'])}",
         f"config {st['config']}, {st['hal']} hardware, ports "
         + ", ".join(f"{k.upper()} {v}" for k, v in st["ports"].items()),
-        "accounts:",
     ]
+    error = st.get("config_error")
+    if error:
+        lines.append(
+            f"CONFIG RELOAD FAILED ({error['problems']} problem(s)), the previous config stays "
+            "in force:"
+        )
+        lines += [f"  {line}" for line in error["text"].splitlines()]
+    if st.get("restart_needed"):
+        lines.append(
+            "restart needed to apply: "
+            + ", ".join(st["restart_needed"])
+            + " (systemctl restart intercom)"
+        )
+    lines.append("accounts:")
     for acc in st["accounts"]:
         if acc["local"]:
             lines.append(f"  [{acc['id']}] {acc['uri']}: local account (no registration)")
@@ -296,6 +310,8 @@ def client_command(args: argparse.Namespace) -> int:
         elif cmd == "call":
             result = _client(args).request("call", uri=args.uri, account=args.account)
             _show(args, result, lambda r: f"calling {r['uri']} (call {r['call']})")
+        elif cmd == "reload":
+            _show(args, _client(args).request("reload"), _format_reload)
         elif cmd in ("answer", "hangup"):
             _show(args, _client(args).request(cmd), str)
         elif cmd == "press":
@@ -331,6 +347,17 @@ def client_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_OK
+
+
+def _format_reload(r: dict[str, Any]) -> str:
+    changes = ", ".join(f"{n} {what}" for what, n in r["accounts"].items())
+    lines = [f"reloaded {r['config']}: accounts {changes}"]
+    if r["restart_needed"]:
+        lines.append(
+            "not applied until a restart (systemctl restart intercom): "
+            + ", ".join(r["restart_needed"])
+        )
+    return "\n".join(lines)
 
 
 def _format_audio_test(r: dict[str, Any]) -> str:
@@ -379,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("path", help="the config file, e.g. /etc/intercom/intercom.toml")
 
     sub.add_parser("status", parents=[common], help="what the device thinks, at a glance")
+    sub.add_parser(
+        "reload",
+        parents=[common],
+        help="read the config file again and apply it (a broken file changes nothing)",
+    )
     p_log = sub.add_parser("log", parents=[common], help="recent log lines")
     p_log.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p_log.add_argument("-n", "--lines", type=int, default=200, help="how many lines (200)")

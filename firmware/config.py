@@ -20,6 +20,7 @@ truncated while an editor was writing it).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -36,6 +37,7 @@ from firmware.config_sections import (
     LED_SHOWS,
     MAX_RELAY_PULSE,
     PROFILES,
+    REFUSE_MODES,
     TRANSPORTS,
     AccountSettings,
     AudioSettings,
@@ -124,6 +126,34 @@ def _check_door_code(value: str) -> str | None:
     return None
 
 
+def _check_allow(value: str) -> str | None:
+    """A peer request screening admits: what :class:`RequestScreen.allow` matches.
+
+    The screen compares the packet's source address, so a host name could never
+    match; IPv6 with a port is not something the screen can express either.
+    """
+    expected = (
+        'an IP address ("192.168.1.20"), "address:port" ("192.168.1.20:5060") '
+        'or a network ("192.168.1.0/24"); IPv6 without a port'
+    )
+    if "/" in value:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return expected
+        return None
+    host, port = value, ""
+    if value.count(":") == 1:
+        host, _, port = value.partition(":")
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            return expected
+    try:
+        ipaddress.ip_address(host.strip("[]") if not port else host)
+    except ValueError:
+        return expected
+    return None
+
+
 def _check_file(base: Path) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         if value and not (base / value).is_file():
@@ -162,6 +192,8 @@ def _read_sip(t: Table | None, base: Path) -> SipSettings:
         tls_key=t.string("tls_key", check=check),
         tls_ca=t.string("tls_ca", check=check),
         user_agent=t.string("user_agent", defaults.user_agent),
+        allow=t.strings("allow", check=_check_allow),
+        refuse=t.string("refuse", defaults.refuse, choices=REFUSE_MODES),
     )
     if settings.tls is not None:
         for key in ("tls_cert", "tls_key"):

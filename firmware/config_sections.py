@@ -28,6 +28,7 @@ __all__ = [
     "LED_SHOWS",
     "MAX_RELAY_PULSE",
     "PROFILES",
+    "REFUSE_MODES",
     "TRANSPORTS",
     "AccountSettings",
     "AudioSettings",
@@ -49,6 +50,7 @@ BUTTON_ACTIONS = ("call", "answer", "hangup", "speed_dial", "door")
 LED_SHOWS = ("status", "ringing", "call")
 PROFILES = ("intercom", "desk")
 TRANSPORTS = ("udp", "tcp", "tls")
+REFUSE_MODES = ("403", "drop")  # firmware.screening.Screening.refuse
 MAX_RELAY_PULSE = 30.0  # hal.gpio.RelayConfig.max_pulse: strikes overheat
 
 
@@ -75,7 +77,10 @@ def parse_listen(value: str) -> ListenAddress | None:
 
 @dataclass(frozen=True, slots=True)
 class SipSettings:
-    """``[sip]``: transports (None = disabled), TLS files, User-Agent header."""
+    """``[sip]``: transports (None = disabled), TLS files, User-Agent header, and
+    request screening (:class:`firmware.screening.Screening`): ``allow`` extra
+    peers (``"address"``, ``"address:port"``, ``"network/length"``), ``refuse``
+    strangers with ``"403"`` or ``"drop"`` them unanswered."""
 
     udp: ListenAddress | None = ListenAddress("0.0.0.0", 5060)
     tcp: ListenAddress | None = ListenAddress("0.0.0.0", 5060)
@@ -84,6 +89,8 @@ class SipSettings:
     tls_key: str = ""
     tls_ca: str = ""
     user_agent: str = "intercom-firmware"
+    allow: tuple[str, ...] = ()
+    refuse: str = "403"
 
     def enabled(self) -> tuple[str, ...]:
         """The names of the enabled transports."""

@@ -48,6 +48,21 @@ def run_doctor(app: App, reply: Callable[[object], None], dns_timeout: float = 3
             "ok",
             f"running {app.config.source} ({len(app.config.accounts)} account(s))",
         )
+    if app.config_error is not None:
+        first = app.config_error.problems[0]
+        add(
+            "config reload",
+            "fail",
+            f"the last reload failed, the previous config is still running: {first}",
+            f"fix it (intercom config check {app.config.source}), then intercom reload",
+        )
+    if app.restart_needed:
+        add(
+            "config reload",
+            "warn",
+            f"changed but not applied until a restart: {', '.join(app.restart_needed)}",
+            "systemctl restart intercom",
+        )
     for acc in app.ua.enum_accs():
         st = app.account_status(acc)
         if not st["local"]:

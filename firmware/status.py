@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from firmware.app import App
-    from firmware.config import AccountSettings
+    from firmware.config import AccountSettings, ConfigError
     from sipstack.account_events import RegStateChanged
     from sipstack.call_events import CallInfo
     from sipstack.useragent import UserAgent
@@ -58,6 +58,8 @@ def status_report(app: App) -> dict[str, Any]:
             "clock": audio.clock.mode.value if audio else None,
             "fault": audio.fault if audio else "",
         },
+        "config_error": _config_error(app.config_error),
+        "restart_needed": list(app.restart_needed),
         "screening": {
             "mode": "open" if app.screen.settings.open else app.screen.settings.refuse,
             "refused": counts.total,
@@ -66,6 +68,22 @@ def status_report(app: App) -> dict[str, Any]:
             "rate_limited": counts.rate_limited,
             "last": list(counts.last),
         },
+    }
+
+
+def _config_error(error: ConfigError | None) -> dict[str, Any] | None:
+    """The last failed reload: its first problem's parts, and all of them as text."""
+    if error is None:
+        return None
+    first = error.problems[0]
+    return {
+        "file": first.file,
+        "line": first.line,
+        "key": first.key,
+        "expected": first.expected,
+        "found": first.found,
+        "problems": len(error.problems),
+        "text": str(error),
     }
 
 

@@ -13,28 +13,19 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from firmware.app import App, Screening, mask_secrets
-from firmware.config import load_config
 from firmware.control import ControlClient, RemoteError
 from sipstack.calls import CallEvent, CallManager, CallStateChanged, IncomingCall
 from sipstack.invite_events import InviteState
 from sipstack.loop import Loop
-from sipstack.timers import TimerConfig
 from sipstack.useragent import UserAgent
-
-FAST = TimerConfig(t1=0.05, t2=0.4, t4=0.5)
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    with Loop() as lp:
-        yield lp
+from tests.firmware.conftest import FAST
 
 
 class Flat:
@@ -86,24 +77,6 @@ pulse_seconds = 2
 door_code = "4711"
 door_code_from = ["sip:*@127.0.0.1:*"]
 """
-
-
-@pytest.fixture
-def make_app(loop: Loop, tmp_path: Path) -> Iterator[Callable[..., App]]:
-    apps: list[App] = []
-
-    def make(text: str, **options: Any) -> App:
-        path = tmp_path / f"app{len(apps)}.toml"
-        path.write_text(text)
-        app = App(load_config(path), loop=loop, timers=FAST, heartbeat_interval=0, **options)
-        app.start()
-        apps.append(app)
-        assert loop.run_until(lambda: app.ready, 2.0)
-        return app
-
-    yield make
-    for app in apps:
-        app.shutdown()
 
 
 def sip_port(app: App) -> int:
@@ -165,6 +138,21 @@ def test_drop_mode_answers_nothing(loop: Loop, make_app: Callable[..., App]) -> 
     counts = app.status()["screening"]
     assert (counts["refused"], counts["dropped"], counts["forbidden"]) == (1, 1, 0)
     assert app.status()["calls"] == []
+
+
+def test_sip_allow_and_refuse_come_from_the_config(
+    loop: Loop, make_app: Callable[..., App]
+) -> None:
+    text = DOOR.format(flat_port=5060).replace(
+        'tcp = ""', 'tcp = ""\nallow = ["127.0.0.3"]\nrefuse = "drop"'
+    )
+    app = make_app(text)
+    assert app.screen.settings.refuse == "drop"
+    assert send_raw(loop, "127.0.0.2", sip_port(app)) is None  # a stranger: dropped
+    answer = send_raw(loop, "127.0.0.3", sip_port(app))  # allowed in [sip]
+    assert answer is not None and answer.startswith("SIP/2.0 200"), answer
+    counts = app.status()["screening"]
+    assert (counts["mode"], counts["refused"], counts["dropped"]) == ("drop", 1, 1)
 
 
 def test_screening_rejects_bad_mode() -> None:
@@ -231,6 +219,7 @@ def ask(loop: Loop, client: ControlClient, cmd: str, **args: Any) -> Any:
             box.append(client.request(cmd, **args))
         except Exception as exc:
             box.append(exc)
+        loop.call_soon_threadsafe(lambda: None)  # wake the loop: the answer is in
 
     thread = threading.Thread(target=work)
     thread.start()
@@ -266,6 +255,39 @@ def test_control_socket_status_press_and_errors(
     assert loop.run_until(lambda: app.control is not None and app.control.clients == 0, 1.0)
 
 
+def test_intercom_call_goes_through_the_behaviour(
+    loop: Loop, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    flat = Flat(loop)
+    try:
+        text = DOOR.format(flat_port=5060).replace(
+            "[intercom]\n",
+            '[[leds]]\nname = "status"\nbcm = 22\n\n[intercom]\nmax_call_seconds = 1\n',
+        )
+        path = tmp_path / "c.sock"
+        app = make_app(text, control_path=str(path))
+        client = ControlClient(str(path))
+        target = f"sip:flat@127.0.0.1:{flat.port}"
+        result = ask(loop, client, "call", uri=target)
+        assert result["uri"] == target and app.status()["calls"][0]["id"] == result["call"]
+        assert loop.run_until(lambda: app.status()["phone"] == "in call", 3.0)
+        assert app.leds["status"] == "steady"  # the behaviour knows the call: LED in call
+        with pytest.raises(RemoteError, match="the phone is in call; hang up first"):
+            ask(loop, client, "call", uri=target)
+        # max_call_seconds = 1 ends it, as it would a bell call
+        assert loop.run_until(lambda: flat.state() is InviteState.DISCONNECTED, 3.0)
+        assert loop.run_until(lambda: app.status()["phone"] == "idle", 1.0)
+        assert app.leds["status"] == "heartbeat"
+        with pytest.raises(RemoteError, match="no call to hang up"):
+            ask(loop, client, "hangup")
+        ask(loop, client, "call", uri=target)
+        assert app.status()["phone"] != "idle"
+        assert ask(loop, client, "hangup").endswith(", now idle)")
+        assert loop.run_until(lambda: not app.status()["calls"], 3.0)
+    finally:
+        flat.close()
+
+
 def test_a_second_instance_on_the_same_socket_is_refused(
     loop: Loop, make_app: Callable[..., App], tmp_path: Path
 ) -> None:
@@ -286,6 +308,32 @@ def test_trace_masks_digest_responses_and_passwords() -> None:
     assert "6629fae4" not in masked and "hunter2" not in masked
     assert "response=***," in masked and "sip:door:***@192.168.1.50" in masked
     assert 'username="door"' in masked and 'nonce="abc"' in masked  # the rest stays readable
+
+
+def test_trace_masks_the_passwords_of_the_config(
+    loop: Loop, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    account = """
+[[accounts]]
+id = "sip:door@127.0.0.1"
+reg_uri = "sip:127.0.0.1:9"
+[[accounts.cred_info]]
+username = "door"
+data = "{password}"
+"""
+    app = make_app(
+        DOOR.format(flat_port=5060) + account.format(password="hunter2-door"),
+        unregister_timeout=0.1,
+    )
+    assert app.tap is not None
+    leaked = "MESSAGE sip:x SIP/2.0\r\nSubject: hunter2-door\r\nX-Pw: sip:door:hunter2-door@h\r\n"
+    masked = app.tap.mask(leaked)
+    assert "hunter2" not in masked and "Subject: ***" in masked
+    Path(app.config.source).write_text(
+        DOOR.format(flat_port=5060) + account.format(password="correct-horse")
+    )
+    app.reload()
+    assert "correct-horse" not in app.tap.mask("Subject: correct-horse")
 
 
 def test_trace_streams_sip_messages_live(

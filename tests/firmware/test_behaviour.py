@@ -14,9 +14,11 @@ from firmware.behaviour import (
     CallPlaced,
     CallStateChanged,
     Command,
+    DialRequested,
     DtmfReceived,
     FaultChanged,
     Hangup,
+    HangupRequested,
     IncomingCall,
     LedState,
     Log,
@@ -31,7 +33,14 @@ from firmware.behaviour import (
     ToneKind,
     caller_matches,
 )
-from firmware.config import ButtonSettings, IntercomSettings, LedSettings, load_config
+from firmware.config import (
+    ButtonSettings,
+    Config,
+    IntercomSettings,
+    LedSettings,
+    RelaySettings,
+    load_config,
+)
 from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased
 from hal.gpio import DOUBLE_FLASH, FAST_BLINK, HEARTBEAT, SLOW_BLINK, STEADY
 
@@ -430,6 +439,73 @@ def test_max_call_timer_stops_when_the_call_ends() -> None:
     p.dial_answered(10)
     p.state(10, CallPhase.DISCONNECTED, 200)
     assert p.b.get_timer() is None and p.st() is PhoneState.IDLE
+
+
+# -- requests from the command line ----------------------------------------------------------
+
+
+def test_dial_request_is_a_call_like_the_bell() -> None:
+    p = Phone(replace(INTERCOM, max_call_seconds=60))
+    out = p.feed(DialRequested("sip:guest@pbx.example.com"))
+    assert of(out, MakeCall) == [MakeCall(ACC, "sip:guest@pbx.example.com", 1)]
+    assert p.st() is PhoneState.DIALING
+    assert PlayTone(ToneKind.RINGBACK) in out and leds(out)["ring"] == SLOW_BLINK
+    assert p.b.get_timer() == p.now + INTERCOM.ring_timeout  # unanswered: given up like the bell
+    p.feed(CallPlaced(1, 42))
+    out = p.state(42, CallPhase.CONFIRMED)
+    assert p.st() is PhoneState.IN_CALL and leds(out)["call"] == STEADY
+    out = p.advance(60.0)  # max_call_seconds applies
+    assert of(out, Hangup) == [Hangup(42)] and p.st() is PhoneState.IDLE
+
+
+def test_dial_request_from_another_account_and_refused_when_busy() -> None:
+    p = Phone()
+    (make,) = of(p.feed(DialRequested("sip:a@x.example.com", acc=5)), MakeCall)
+    assert make.acc == 5
+    out = p.feed(DialRequested("sip:b@x.example.com"))
+    assert of(out, MakeCall) == [] and p.st() is PhoneState.DIALING
+    assert any("refused while dialing" in c.msg for c in of(out, Log))
+
+
+def test_hangup_request_cancels_dialing_ends_calls_rejects_ringing() -> None:
+    p = Phone(buttons=(BELL,))  # no hang-up button wired
+    (make,) = of(p.press("bell"), MakeCall)
+    p.feed(CallPlaced(make.ref, 10))
+    assert of(p.feed(HangupRequested()), Hangup) == [Hangup(10)]
+    assert p.st() is PhoneState.IDLE
+    p.dial_answered(11)
+    assert of(p.feed(HangupRequested()), Hangup) == [Hangup(11)]
+    assert p.st() is PhoneState.IDLE
+    d = Phone(DESK, buttons=(ANSWER,))
+    d.feed(IncomingCall(12, "sip:x@y.example.com"))
+    assert of(d.feed(HangupRequested()), Hangup) == [Hangup(12)]
+    assert d.st() is PhoneState.IDLE
+
+
+def test_reconfigure_keeps_the_call_and_applies_new_rules() -> None:
+    p = Phone(replace(INTERCOM, max_call_seconds=100))
+    p.dial_answered(10)
+    deadline = p.b.get_timer()
+    other = LedSettings("status", 22, "ringing", "t line 6")  # it now shows ringing
+    p.b.reconfigure(
+        Config(
+            intercom=replace(INTERCOM, door_code="9999"),
+            buttons=(BELL,),
+            leds=(other,),
+            relay=RelaySettings(26, "t line 9", pulse_seconds=4.0),
+        ),
+        call_account=7,
+        accounts=(7,),
+    )
+    out = p.b.drain_commands()
+    assert leds(out) == {"status": None}  # re-shown (off: nothing rings): its meaning changed
+    assert p.st() is PhoneState.IN_CALL and p.b.get_timer() == deadline  # the call goes on
+    assert of(p.dtmf(10, "4711"), PulseRelay) == []  # the old code no longer opens
+    assert of(p.dtmf(10, "9999"), PulseRelay) == [PulseRelay(4.0)]  # the new one does
+    assert p.b.led_state is LedState.IN_CALL
+    p.state(10, CallPhase.DISCONNECTED)
+    assert p.b.led_state is LedState.NOT_REGISTERED  # account 7 is new: not registered yet
+    assert of(p.press("bell"), MakeCall)[0].acc == 7
 
 
 # -- desk phone ---------------------------------------------------------------------------------

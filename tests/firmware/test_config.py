@@ -104,6 +104,21 @@ def test_minimal_config_has_defaults(tmp_path: Path) -> None:
     assert config.intercom.ring_mode == "sequential"
 
 
+def test_sip_screening_keys(tmp_path: Path) -> None:
+    assert (load_config(write(tmp_path, MINIMAL)).sip.allow, "403") == ((), "403")
+    allowed = '"192.168.1.20", "10.0.0.5:5070", "192.168.2.0/24", "::1", "[fe80::1]"'
+    path = write(tmp_path, MINIMAL + f'\n[sip]\nallow = [{allowed}]\nrefuse = "drop"\n')
+    sip = load_config(path).sip
+    assert sip.allow == (
+        "192.168.1.20",
+        "10.0.0.5:5070",
+        "192.168.2.0/24",
+        "::1",
+        "[fe80::1]",
+    )
+    assert sip.refuse == "drop"
+
+
 def test_default_config_is_simulated_with_one_local_account() -> None:
     config = default_config()
     assert config.source == BUILTIN_SOURCE
@@ -290,6 +305,24 @@ def test_wrong_type(tmp_path: Path) -> None:
             "sip.udp",
             'a listen address "host:port" ("[::]:5060" for IPv6) or "" to disable',
             '"0.0.0.0:99999"',
+        ),
+        (
+            '[sip]\nrefuse = "ignore"',
+            "refuse",
+            "sip.refuse",
+            "one of '403', 'drop'",
+            '"ignore"',
+        ),
+        *(
+            (
+                f'[sip]\nallow = ["192.168.1.20", "{bad}"]',
+                "allow",
+                "sip.allow",
+                'an IP address ("192.168.1.20"), "address:port" ("192.168.1.20:5060") '
+                'or a network ("192.168.1.0/24"); IPv6 without a port',
+                f'"{bad}"' if bad else "an empty string",
+            )
+            for bad in ("pbx.example.com", "10.0.0.1:0", "10.0.0.0/33", "[::1]:5060", "")
         ),
     ],
 )
