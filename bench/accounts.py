@@ -8,12 +8,16 @@ Runs, on this machine and at the same time:
 - a bare ``python3 -c`` sleeping, for the interpreter's own RSS;
 - baresip with one registered account, when installed.
 
-    .venv/bin/python bench/accounts.py [--seconds 60] [--expires 10]
+    .venv/bin/python bench/accounts.py [--seconds 60] [--expires 10] [--json]
+
+``--json`` prints the report on stderr and run_all's result lines on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -125,7 +129,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--expires", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="result lines for bench/run_all.py")
     args = parser.parse_args()
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        lines = measure(args)
+    if args.json:
+        for line in lines:
+            print(json.dumps(line), flush=True)
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Run the child, the bare interpreter and baresip; print the report; return result lines."""
     python = "/usr/bin/python3"
     users = {f"u{i}": f"p{i}" for i in range(8)}
     with tempfile.TemporaryDirectory() as d:
@@ -166,6 +180,30 @@ def main() -> None:
         f"{args.seconds:.0f} s; process CPU {cpu * 1000:.1f} ms; "
         f"{cpu / max(refreshes, 1) * 1e6:.0f} us CPU per refresh (idle loop included)"
     )
+    return [
+        {
+            "name": "RSS, 8 registered accounts (UDP), idle",
+            "ours": round(rss / 1024, 1),
+            "peer": None if bs is None else round(bs / 1024, 1),
+            "ratio": None if not bs else round(rss / bs, 2),
+            "unit": "MiB",
+            "better": "lower",
+            "peer_name": "baresip 1.0.0, 1 account",
+            "target": "<= 1.5x baresip",
+            "note": f"bare python3 {bare / 1024:.1f} MiB; ours peak {peak / 1024:.1f} MiB",
+        },
+        {
+            "name": "CPU per registration refresh (idle loop included)",
+            "ours": round(cpu / max(refreshes, 1) * 1e6),
+            "peer": None,
+            "ratio": None,
+            "unit": "us",
+            "better": "lower",
+            "peer_name": "",
+            "target": "",
+            "note": f"{refreshes} refreshes of 8 accounts in {args.seconds:.0f} s",
+        },
+    ]
 
 
 def _site_packages() -> str:

@@ -36,6 +36,7 @@ Needs numpy (test/bench only; the firmware does not).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -275,15 +276,58 @@ def measure_cpu(rate: int, seconds: float = 20.0, filter_ms: int = 160) -> CpuRe
     )
 
 
+def _json_lines(rooms: list[RoomResult], cpus: list[CpuResult]) -> list[dict[str, object]]:
+    """run_all result lines: worst full-chain ERLE, capture-path CPU per rate (no peer)."""
+    worst = min(rooms, key=lambda r: r.erle_chain_db)
+    lines: list[dict[str, object]] = [
+        {
+            "name": "echo cancellation ERLE, full chain (worst room case)",
+            "ours": worst.erle_chain_db,
+            "peer": None,
+            "ratio": None,
+            "unit": "dB",
+            "better": "higher",
+            "peer_name": "",
+            "target": ">= 20 dB",
+            "note": f"{worst.sample_rate} Hz, {worst.delay_ms:.0f} ms echo delay",
+        }
+    ]
+    for c in cpus:
+        lines.append(
+            {
+                "name": f"voice capture path CPU (AEC+NS+AGC+encode), {c.sample_rate} Hz",
+                "ours": c.capture_cpu_ms_per_s,
+                "peer": None,
+                "ratio": None,
+                "unit": "ms CPU per s of audio",
+                "better": "lower",
+                "peer_name": "",
+                "target": "",
+                "note": f"playback path {c.playback_cpu_ms_per_s} ms/s",
+            }
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the ERLE and CPU figures for 8 and 16 kHz."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="report on stderr, result lines for bench/run_all.py on stdout",
+    )
     args = parser.parse_args(argv)
     rooms = [simulate_room(rate, delay_ms=d) for rate in (8000, 16000) for d in (10.0, 30.0, 60.0)]
     cpus = [measure_cpu(rate) for rate in (8000, 16000)]
     if args.json:
-        print(json.dumps({"room": [asdict(r) for r in rooms], "cpu": [asdict(c) for c in cpus]}))
+        # the readable report goes to stderr, run_all's result lines to stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            print(
+                json.dumps({"room": [asdict(r) for r in rooms], "cpu": [asdict(c) for c in cpus]})
+            )
+        for line in _json_lines(rooms, cpus):
+            print(json.dumps(line), flush=True)
         return 0
     print("rate  delay | ERLE: aec  chain  live | double talk: SDR  level | near only: SDR  level")
     for r in rooms:

@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/call.py                     # PCMU and G722, 60 s each, ours + baresip
     .venv/bin/python bench/call.py --seconds 20 --codec PCMU --only ours
+    .venv/bin/python bench/call.py --json    # table on stderr, one result line per codec
 
 Each side of a call is its own process. Ours: ``bench/call.py --child`` runs a
 UserAgent + CallManager + RtpMediaFactory on one loop; the callee answers, the
@@ -23,6 +24,7 @@ same as % of one core.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -366,8 +368,50 @@ def _run_all(codecs: list[str], args: argparse.Namespace, results: list[Result])
 
 def _print(results: list[Result], args: argparse.Namespace) -> None:
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
+        # the table for the log on stderr, one result line per codec on stdout (run_all)
+        with contextlib.redirect_stdout(sys.stderr):
+            _print_table(results, args)
+        for line in _json_lines(results):
+            print(json.dumps(line), flush=True)
         return
+    _print_table(results, args)
+
+
+def _mean_percent(r: Result) -> float:
+    """Mean CPU of the two endpoints as % of one core."""
+    return sum(r.cpu_per_min) / 2 / 60 * 100
+
+
+def _json_lines(results: list[Result]) -> list[dict[str, object]]:
+    """One run_all result per codec: our mean % of a core per endpoint vs baresip's."""
+    lines: list[dict[str, object]] = []
+    for codec in dict.fromkeys(r.codec for r in results):
+        ours = next((r for r in results if r.codec == codec and r.stack.startswith("ours")), None)
+        peer = next(
+            (r for r in results if r.codec == codec and r.stack.startswith("baresip")), None
+        )
+        if ours is None:
+            continue
+        mine = _mean_percent(ours)
+        theirs = _mean_percent(peer) if peer is not None else None
+        lines.append(
+            {
+                "name": f"CPU per call endpoint, {codec} two-way call",
+                "ours": round(mine, 3),
+                "peer": round(theirs, 3) if theirs is not None else None,
+                "ratio": round(mine / theirs, 3) if theirs else None,
+                "unit": "% of a core",
+                "better": "lower",
+                "peer_name": "baresip 1.0.0 (pulse, paced)",
+                "target": "<= baresip and <= pjsua (~1.2 %)",
+                "note": "RTP pkt/s sent: ours {:.1f}/{:.1f}".format(*ours.rates)
+                + ("" if peer is None else ", baresip {:.1f}/{:.1f}".format(*peer.rates)),
+            }
+        )
+    return lines
+
+
+def _print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(f"{args.seconds:.0f} s window per call; CPU per endpoint process (callee, caller)\n")
     print(
         "| stack | codec | CPU s / min (callee) | CPU s / min (caller) | % of a core (mean) "
@@ -375,7 +419,7 @@ def _print(results: list[Result], args: argparse.Namespace) -> None:
     )
     print("|---|---|---:|---:|---:|---:|")
     for r in results:
-        mean = sum(r.cpu_per_min) / 2 / 60 * 100
+        mean = _mean_percent(r)
         print(
             f"| {r.stack} | {r.codec} | {r.cpu_per_min[0]:.2f} | {r.cpu_per_min[1]:.2f} "
             f"| {mean:.2f} % | {r.rates[0]:.1f}, {r.rates[1]:.1f} |"

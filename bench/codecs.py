@@ -1,7 +1,7 @@
 """Codec benchmark (issue 4): CPU per 20 ms frame of each codec and of the G.711 PLC.
 
 Run:  .venv/bin/python bench/codecs.py            (prints Markdown tables)
-      .venv/bin/python bench/codecs.py --json     (machine-readable)
+      .venv/bin/python bench/codecs.py --json     (run_all result lines; all figures on stderr)
 
 Every figure is the median over ``--repeats`` runs of the CPU time
 (``time.process_time_ns``) of a loop of ``--frames`` calls, divided by the
@@ -262,6 +262,44 @@ def bench_import() -> float:
     return (time.process_time_ns() - start) / 5 / 1e6
 
 
+def _json_lines(results: dict[str, Any]) -> list[dict[str, object]]:
+    """run_all lines: PLC vs libspandsp (a peer measured in the same run), codec legs alone."""
+    ours = results["plc"]["python (sipstack.plc)"]["avg_frame_at_5pct_loss_us"]
+    peer = results["plc"]["libspandsp plc_* via ctypes"]["avg_frame_at_5pct_loss_us"]
+    lines: list[dict[str, object]] = [
+        {
+            "name": "packet-loss concealment, average frame at 5 % loss",
+            "ours": round(ours, 2),
+            "peer": round(peer, 2),
+            "ratio": round(ours / peer, 2),
+            "unit": "us CPU per 20 ms frame",
+            "better": "lower",
+            "peer_name": "libspandsp plc_* (C, via ctypes)",
+            "target": "well inside the frame budget (chosen for no-loss cost, see below)",
+            "note": "good frame: ours {:.1f} us, libspandsp {:.1f} us".format(
+                results["plc"]["python (sipstack.plc)"]["good_frame_us"],
+                results["plc"]["libspandsp plc_* via ctypes"]["good_frame_us"],
+            ),
+        }
+    ]
+    for r in results["codecs"]:
+        if r["codec"] in ("PCMU + PLC", "G722 + PLC (libspandsp)"):
+            lines.append(
+                {
+                    "name": f"codec {r['codec']}, encode + decode share of a leg",
+                    "ours": round(r["leg_cpu_percent"], 3),
+                    "peer": None,
+                    "ratio": None,
+                    "unit": "% of a core",
+                    "better": "lower",
+                    "peer_name": "",
+                    "target": "",
+                    "note": f"encode {r['encode_us']:.1f} us, decode {r['decode_us']:.1f} us",
+                }
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true")
@@ -296,7 +334,10 @@ def main() -> None:
         "g711_import_ms": bench_import(),
     }
     if args.json:
-        print(json.dumps(results, indent=2))
+        # full figures on stderr (for the log), run_all's result lines on stdout
+        print(json.dumps(results, indent=2), file=sys.stderr)
+        for line in _json_lines(results):
+            print(json.dumps(line), flush=True)
         return
     print(f"Python {results['python']}; microseconds of CPU per 20 ms frame (median)\n")
     print("| codec | encode | decode | payload | CPU % of a 20 ms leg |")

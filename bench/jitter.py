@@ -3,6 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python bench/jitter.py            # best of 5 repeats of 30,000 packets
+    .venv/bin/python bench/jitter.py --json     # table on stderr, result lines on stdout
 
 Reports microseconds of process CPU time per packet for each stage of a call's
 per-packet work, and what one minute of a G.711 call (50 packets/s each way)
@@ -12,7 +13,9 @@ costs in CPU milliseconds. No sockets, no codec: the SIP-stack part only.
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import sys
 import time
 from collections.abc import Callable
 
@@ -36,6 +39,7 @@ def best(fn: Callable[[], None], repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", action="store_true", help="result lines for bench/run_all.py")
     args = ap.parse_args()
     rng = random.Random(1)
     payload = b"\xd5" * 160
@@ -84,10 +88,24 @@ def main() -> None:
         ("JitterBuffer put+get", jbuf),
         ("receive path (rx+jbuf)", whole),
     ]
-    print(f"{'stage':28} {'us/packet':>10} {'ms CPU per call-minute':>24}")
+    out = sys.stderr if args.json else sys.stdout  # with --json, stdout is result lines only
+    print(f"{'stage':28} {'us/packet':>10} {'ms CPU per call-minute':>24}", file=out)
     for name, fn in rows:
         us = best(fn, args.repeats)
-        print(f"{name:28} {us:10.2f} {us * 3000 / 1000:24.2f}")
+        print(f"{name:28} {us:10.2f} {us * 3000 / 1000:24.2f}", file=out)
+        if args.json and fn is whole:
+            line = {
+                "name": "RTP receive path (receiver + jitter buffer) per packet",
+                "ours": round(us, 2),
+                "peer": None,
+                "ratio": None,
+                "unit": "us CPU per packet",
+                "better": "lower",
+                "peer_name": "",
+                "target": "",
+                "note": f"{us * 3:.1f} ms CPU per call-minute at 50 packets/s",
+            }
+            print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ and ``sippy``; each is skipped with a note if it is not installed)::
 
     .venv/bin/python bench/parse.py            # best of 15 repeats
     .venv/bin/python bench/parse.py --repeats 5 --seconds 0.05
+    .venv/bin/python bench/parse.py --json     # table on stderr, result lines on stdout
 
 For every message of tests/data/corpus/ it reports messages per second (best
 of N repeats, each repeat parsing the message for about ``--seconds``) for:
@@ -33,6 +34,8 @@ peer on exactly the messages that peer accepts.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -129,7 +132,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--seconds", type=float, default=0.1, help="length of one repeat")
+    ap.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON result per line on stdout (bench/run_all.py); the table goes to stderr",
+    )
     args = ap.parse_args()
+    # With --json the human table goes to stderr so stdout holds only result lines.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        results = measure(args)
+    if args.json:
+        for line in results:
+            print(json.dumps(line), flush=True)
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Print the table and the like-for-like summary; return the run_all result lines."""
 
     files = sorted(CORPUS.glob("*.sip"))
     parsers: dict[str, Callable[[bytes], object]] = {
@@ -169,6 +187,7 @@ def main() -> None:
     print(f"{'overall':24s}" + "".join(f"{overall(c, accepted[c]):11.0f}" for c in columns))
     print(f"{'messages parsed':24s}" + "".join(f"{len(accepted[c]):>11d}" for c in columns))
     # A peer's overall only covers the messages it accepts: compare like with like.
+    results: list[dict[str, object]] = []
     for peer in (p for p in parsers if not p.startswith("ours")):
         ok = accepted[peer]
         theirs = overall(peer, ok)
@@ -180,6 +199,20 @@ def main() -> None:
                 f"{peer} {theirs:.0f} msg/s, ratio {mine / theirs:.2f}x "
                 f"(smallest per-message ratio {slowest[0]:.2f}x, {slowest[1]})"
             )
+            results.append(
+                {
+                    "name": f"parse {column} vs {peer} ({len(ok)} messages it accepts)",
+                    "ours": round(mine),
+                    "peer": round(theirs),
+                    "ratio": round(mine / theirs, 3),
+                    "unit": "msg/s (CPU time)",
+                    "better": "higher",
+                    "peer_name": peer,
+                    "target": ">= 2x the faster peer, faster on every message",
+                    "note": f"smallest per-message ratio {slowest[0]:.2f}x ({slowest[1]})",
+                }
+            )
+    return results
 
 
 if __name__ == "__main__":

@@ -25,23 +25,38 @@ if TYPE_CHECKING:
     from sipstack.account_events import RegStateChanged
     from sipstack.useragent import UserAgent
 
-__all__ = ["AccountWiring"]
+__all__ = ["AccountWiring", "is_failure"]
 
 log = logging.getLogger("intercom")
 
 # Registration states a deleted account passes through while it unregisters.
 _LEAVING = frozenset({"unregistering", "unregistered"})
+# States a failed attempt leaves a registration in (sipstack RegistrationState values).
+_FAILED = frozenset({"retry-wait", "unregistered"})
+
+
+def is_failure(event: RegStateChanged) -> bool:
+    """Whether ``event`` ends a failed attempt: a refusal or a made-up 408/503
+    (RFC 3261 17.1.2.2 timeout, 17.1.4 transport error), waiting to retry or
+    given up. The "registering" event of the retry repeats the status without
+    the explanation, so it is not one."""
+    return event.status >= 300 and event.state in _FAILED
 
 
 class AccountWiring:
-    """Accounts by user-agent id with the settings each was made from, and the
-    last registration event of each (for ``intercom status``)."""
+    """Accounts by user-agent id with the settings each was made from, the
+    last registration event of each, and the last failure of each until it
+    registers again (for ``intercom status`` and ``intercom doctor``)."""
 
     def __init__(self, ua: UserAgent, screen: RequestScreen) -> None:
         self.ua = ua
         self.screen = screen
         self.settings: dict[int, AccountSettings] = {}
         self.reg_events: dict[int, RegStateChanged] = {}
+        self.reg_failures: dict[int, RegStateChanged] = {}
+        """The last failed registration event of each account, kept until it
+        registers: the retry that follows a 401/407 reports the status but not
+        the failure's note, which says whether the password is to blame."""
         self._replaced: set[int] = set()  # ids whose old account may still unregister
 
     @property
@@ -98,6 +113,7 @@ class AccountWiring:
     def _forget(self, acc: int) -> None:
         self.settings.pop(acc, None)
         self.reg_events.pop(acc, None)
+        self.reg_failures.pop(acc, None)
         self._replaced.add(acc)
 
     def _transport(self, settings: AccountSettings) -> int:
@@ -119,6 +135,10 @@ class AccountWiring:
     def note_registration(self, event: RegStateChanged) -> None:
         """Remember a (current) account's registration event; trust where it went."""
         self.reg_events[event.acc_id] = event
+        if event.is_registered:
+            self.reg_failures.pop(event.acc_id, None)
+        elif is_failure(event):
+            self.reg_failures[event.acc_id] = event
         self.trust_destination(event.acc_id)
 
     def retrust(self, screen: RequestScreen) -> None:

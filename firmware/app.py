@@ -10,11 +10,13 @@ and runs its loop. Everything lives on that one :class:`~sipstack.loop.Loop`:
 * the GPIO board (simulated or RPi.GPIO), whose button events go to the pure
   :class:`~firmware.behaviour.Behaviour`; :mod:`firmware.behaviour_driver`
   feeds it and carries out its commands (calls, relay, LEDs, tones);
-* the network watcher (re-register on address change), the request screen,
-  the in-memory log ring, the SIP trace tap (:mod:`firmware.sip_tap`) and the
-  control socket, whose commands are in :mod:`firmware.control_commands`;
+* the network watcher (:mod:`firmware.network_watch`: re-register on address
+  change), the request screen (:mod:`firmware.request_gate`), the in-memory log
+  ring, the SIP trace tap (:mod:`firmware.sip_tap`) and the control socket,
+  whose commands are in :mod:`firmware.control_commands`;
 * live reload (SIGHUP, ``intercom reload``): planned by :mod:`firmware.reconfig`,
-  accounts changed by :mod:`firmware.account_wiring`.
+  carried out by :mod:`firmware.live_reload`, accounts changed by
+  :mod:`firmware.account_wiring`.
 
 Requests are screened (:mod:`firmware.screening`): with a config file only our
 servers, allowed peers and our own dialogs get through. The audio path is in
@@ -22,10 +24,16 @@ servers, allowed peers and our own dialogs get through. The audio path is in
 ``intercom status`` / ``intercom doctor`` in :mod:`firmware.status` /
 :mod:`firmware.doctor`; this module wires them together.
 
-Start-up is ordered for speed: the user agent and accounts come first so the
-first REGISTER leaves on the loop's first turn; calls, media, GPIO and the
-control socket are built right after it (on the same turn), importing only
-what the chosen backend needs.
+Start-up is ordered for speed: the user agent, accounts and control socket
+come first, so the first REGISTER leaves on the loop's first turn. The rest
+(calls, audio, GPIO, network, behaviour) waits until every account has had its
+registrar's answer (the digest challenge and the authorised retry go out
+without waiting behind ~100 ms of building), or ``rest_after`` seconds at
+most, or a request we let in, whichever comes first. The RTP media factory
+and its codec libraries wait for the first call
+(:class:`~firmware.audio_path.DeferredMedia`): an idle door station never
+loads them. :mod:`firmware.call_media` builds it, with each account's SRTP
+policy (``use_srtp``, ``srtp_secure_signaling``).
 """
 
 from __future__ import annotations
@@ -39,19 +47,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from firmware.account_wiring import AccountWiring
-from firmware.audio_path import AudioPath
+from firmware.audio_path import AudioPath, DeferredMedia
 from firmware.behaviour_driver import BehaviourDriver
 from firmware.config import BUILTIN_SOURCE, Config, ConfigError
 from firmware.control import ControlServer
 from firmware.control_commands import ControlCommands
+from firmware.live_reload import LiveReload
 from firmware.logring import LogRing, mask_secrets
-from firmware.reconfig import plan_reload, screening_for
+from firmware.network_watch import NetworkWatch, watcher_kind
+from firmware.reconfig import screening_for
+from firmware.request_gate import RequestGate
 from firmware.screening import RequestScreen, Screening, server_hosts
 from firmware.sip_tap import SipTap, config_secrets
 from firmware.status import VERSION, account_report, call_report, status_report
 from sipstack.account_events import IncomingMessage, MessageStatus, RegStateChanged, UaEvent
 from sipstack.loop import Loop, TimerHandle
-from sipstack.transport_base import Peer, is_ip_literal
+from sipstack.transport_base import is_ip_literal
 
 if TYPE_CHECKING:
     from firmware.behaviour import Behaviour, BehaviourEvent
@@ -60,7 +71,7 @@ if TYPE_CHECKING:
     from sipstack.calls import CallManager
     from sipstack.endpoint import IncomingRequest
     from sipstack.media_factory import RtpMediaFactory
-    from sipstack.message import Request, Response
+    from sipstack.message import Response
     from sipstack.resolver import Resolver
     from sipstack.timers import TimerConfig
     from sipstack.useragent import UserAgent
@@ -76,7 +87,8 @@ log = logging.getLogger("intercom")
 class App:
     """The firmware: build with a :class:`Config`, :meth:`start`, :meth:`run`.
 
-    ``hal`` overrides ``config.hal`` (``"sim"`` or ``"rpi"``); ``control_path``
+    ``hal`` overrides ``config.hal`` (``"sim"`` or ``"rpi"``), ``watch`` the
+    config's ``[network] watch`` (:mod:`firmware.network_watch`); ``control_path``
     is the control socket (None: no socket, for tests that drive the App
     directly). ``bind`` is ``(host, first_port)`` for the built-in default,
     which moves to the next free port. ``screening`` overrides the config's
@@ -84,7 +96,9 @@ class App:
     ``[intercom] trusted`` IP hosts and ``[sip] refuse`` with a file; open
     without), also across reloads. ``on_ready`` runs once start-up is complete and ``on_heartbeat``
     every ``heartbeat_interval`` seconds while the loop turns (hooks for
-    sd_notify READY=1 and WATCHDOG=1).
+    sd_notify READY=1 and WATCHDOG=1). ``rest_after`` bounds how long the rest
+    of start-up waits for the registrars' first answers (see the module
+    docstring); :attr:`ready` says when it is done.
     """
 
     def __init__(
@@ -93,6 +107,7 @@ class App:
         *,
         loop: Loop | None = None,
         hal: str | None = None,
+        watch: str | None = None,
         control_path: str | None = None,
         bind: tuple[str, int] = ("0.0.0.0", 5060),
         screening: Screening | None = None,
@@ -100,6 +115,7 @@ class App:
         resolver: Resolver | None = None,
         unregister_timeout: float = 2.0,
         heartbeat_interval: float = 5.0,
+        rest_after: float = 0.5,
     ) -> None:
         self.config = config
         self.loop = loop if loop is not None else Loop()
@@ -107,14 +123,18 @@ class App:
         self.hal = hal or config.hal
         if self.hal not in ("sim", "rpi"):
             raise ValueError(f"hal must be 'sim' or 'rpi', not {self.hal!r}")
+        self.network_watch = watcher_kind(config.network, self.hal, watch)
+        """The network watcher that runs: ``"kernel"`` or ``"sim"``."""
         self.control_path = control_path
         self._bind = bind
-        self._screening = screening  # a test's override; else from the config, per reload
+        self.screening = screening
+        """A test's screening override (None: from the config, at every reload)."""
         self.screen = RequestScreen(screening or screening_for(config), self.loop.time)
         self._timers = timers
         self._resolver = resolver
         self.unregister_timeout = unregister_timeout
         self.heartbeat_interval = heartbeat_interval
+        self.rest_after = rest_after
         self.on_ready: Callable[[], None] | None = None
         self.on_heartbeat: Callable[[], None] | None = None
         self.started_at = time.monotonic()
@@ -126,6 +146,7 @@ class App:
         """Keys a reload changed that only apply at the next start."""
         self.calls: CallManager | None = None
         self.media: RtpMediaFactory | None = None
+        """The RTP media factory; None until the first call needs media."""
         self.audio: AudioPath | None = None
         self.board: GpioBoard | None = None
         self.network: NetworkInfo | None = None
@@ -134,6 +155,9 @@ class App:
         self.tap: SipTap | None = None
         self.driver = BehaviourDriver(self)
         self.commands = ControlCommands(self)
+        self.gate = RequestGate(self)
+        self.reloader = LiveReload(self)
+        self.watcher = NetworkWatch(self.loop, self._network_changed)
         self.log_ring = LogRing(self.loop)
         self.ready = False
         self.failure: str | None = None
@@ -141,14 +165,18 @@ class App:
         self.relay_pulses = 0
         self.leds: dict[str, str] = {}
         self.last_buttons: collections.deque[dict[str, Any]] = collections.deque(maxlen=10)
-        self._net_timer: TimerHandle | None = None
+        self._rest_timer: TimerHandle | None = None
+        self._rest_begun = False
+        self.media_host = "0.0.0.0"
+        """Where RTP sockets are bound: ``[sip] udp``'s host with a config file."""
         self._closed = False
 
     # -- start-up -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Bind transports and add accounts (the first REGISTER goes out on the
-        loop's next turn), then build everything else on that same turn."""
+        loop's next turn); everything else is built once the registrars have
+        answered (see the module docstring)."""
         try:
             self._start()
         except BaseException:
@@ -174,8 +202,9 @@ class App:
             user_agent=self.config.sip.user_agent,
         )
         self.tap = SipTap(ua.endpoint.transports, config_secrets(self.config))
-        ua.endpoint.admit = self._admit
-        ua.add_request_filter(self._filter)
+        ua.endpoint.admit = self.gate.admit
+        ua.add_request_filter(self.gate.filter)
+        ua.add_request_filter(self._rest_before_requests)
         self._create_transports()
         if self.control_path is not None:
             # bound now, so a second instance on the same path fails start(), loudly
@@ -183,7 +212,10 @@ class App:
             self.control.start()
         self.accounts = AccountWiring(ua, self.screen)
         self.accounts.add_all(self.config.accounts)
-        self.loop.call_soon(self._start_rest)
+        if self._registrations_answered():
+            self.loop.call_soon(self._start_rest)  # nothing to wait for
+        else:
+            self._rest_timer = self.loop.call_later(self.rest_after, self._start_rest)
 
     def _create_transports(self) -> None:
         assert self.ua is not None
@@ -206,13 +238,40 @@ class App:
             tid = ua.transport_create(kind, where.host, where.port, **contexts)
             self.ports[kind] = ua.endpoint.transports.info(tid).local_port
 
+    def _registrations_answered(self) -> bool:
+        """Whether every registering account has had an outcome: registered,
+        refused, timed out or waiting for a route (anything but a REGISTER
+        still out). A digest challenge (RFC 3261 22.2) is not an outcome: the
+        authorised retry is still to come."""
+        assert self.accounts is not None
+        events = self.accounts.reg_events
+        return all(
+            acc in events and events[acc].state != "registering"
+            for acc in self.accounts.registering
+        )
+
+    def _rest_before_requests(self, inc: IncomingRequest) -> Response | None:
+        """A request the screen let in may be a call: the call layer must be
+        there before the user agent looks for a handler (else it answers 480)."""
+        if not self._rest_begun:
+            self._start_rest()
+        return None
+
     def _start_rest(self) -> None:
-        """Calls, media, GPIO, behaviour, network: everything after the first REGISTER.
+        """Calls, audio, GPIO, behaviour, network: everything the first REGISTER
+        did not need. Runs once, on whichever comes first: the registrars'
+        answers, the ``rest_after`` timer or a request let in.
 
         It runs as a loop callback, whose exceptions the loop would swallow: a
         half-built firmware must not look alive, so a failure stops the loop and
         :meth:`run` reports it.
         """
+        if self._rest_begun or self._closed:
+            return
+        self._rest_begun = True
+        if self._rest_timer is not None:
+            self._rest_timer.cancel()
+            self._rest_timer = None
         try:
             self._build_rest()
         except Exception as exc:
@@ -223,32 +282,30 @@ class App:
     def _build_rest(self) -> None:
         from firmware.behaviour import Behaviour
         from sipstack.calls import CallManager
-        from sipstack.media_factory import RtpMediaFactory
 
-        assert self.ua is not None
+        assert self.ua is not None and self.accounts is not None
         config = self.config
         if self.ua.endpoint.resolver is None:
             # calls to names (sip:flat@example.com) need DNS; REGISTER did not
             self.ua.endpoint.resolver = _make_resolver(self.loop)
-        self.audio = audio = AudioPath(self)
+        self.audio = AudioPath(self)
         udp = config.sip.udp
-        host = udp.host if udp is not None and self.config.source != BUILTIN_SOURCE else "0.0.0.0"
-        self.media = RtpMediaFactory(
-            self.loop,
-            host=host,
-            address_of=self._media_address,
-            conference=audio.conference,
-            audio_slot=audio.audio_slot,
-            ptime=config.audio.ptime,
+        if udp is not None and config.source != BUILTIN_SOURCE:
+            self.media_host = udp.host
+        self.calls = CallManager(
+            self.ua, on_event=self.driver.on_call_event, media=DeferredMedia(self._build_media)
         )
-        self.calls = CallManager(self.ua, on_event=self.driver.on_call_event, media=self.media)
-        self.media.on_dtmf = self.calls.on_media_dtmf
         self._start_board()
         self._start_network()
         self.behaviour = Behaviour.from_config(
-            config, now=self.loop.time(), **self._behaviour_accounts()
+            config, now=self.loop.time(), **self.behaviour_accounts()
         )
         self.driver.run_commands()  # initial LED states
+        # the registrars may have answered already: the status LED learns it now
+        for acc in self.accounts.registering:
+            event = self.accounts.reg_events.get(acc)
+            if event is not None:
+                self.driver.on_registration(event)
         if self.heartbeat_interval > 0:
             self.loop.call_later(self.heartbeat_interval, self._heartbeat)
         self.ready = True
@@ -262,7 +319,14 @@ class App:
         if self.on_ready is not None:
             self.on_ready()
 
-    def _behaviour_accounts(self) -> dict[str, Any]:
+    def _build_media(self) -> RtpMediaFactory:
+        """The RTP media factory (the first call's): :func:`firmware.call_media.build_media`."""
+        from firmware.call_media import build_media
+
+        self.media = build_media(self)
+        return self.media
+
+    def behaviour_accounts(self) -> dict[str, Any]:
         """The behaviour's view of the accounts: which register (their LED states),
         which places the calls (the first that registers, else the default)."""
         assert self.ua is not None and self.accounts is not None
@@ -286,38 +350,12 @@ class App:
         self.board = board
 
     def _start_network(self) -> None:
-        if self.hal == "rpi":
-            from hal.netwatch import NetifacesWatcher
+        self.network = self.watcher.start(self.network_watch)
 
-            network: NetworkInfo = NetifacesWatcher(self.loop)
-        else:
-            from hal.sim import SimNetwork
-
-            network = SimNetwork(self.loop)
-        network.set_handler(self._on_network_event)
-        self.network = network
-
-    def _media_address(self, call_id: int) -> str:
-        """The address our SDP offers: the bound host, else the one our packets
-        leave from toward the default account's registrar (or the default route).
-
-        ``CallManager.call_get_info`` cannot answer this while the offer is being
-        made (the session does not exist yet), so it is worked out here.
-        """
-        assert self.media is not None and self.ua is not None
-        if self.media.host not in ("0.0.0.0", "::"):
-            return self.media.host
-        ua = self.ua
-        remote = "192.0.2.1"  # TEST-NET: the kernel answers with the default-route address
-        default = ua.acc_get_default()
-        if ua.acc_is_valid(default):
-            dest = ua.acc_get_account(default).reg_destination
-            if dest is not None:
-                remote = dest.host
-        tm = ua.endpoint.transports
-        udp = tm.find("udp")
-        found = tm.local_address(udp if udp is not None else 0, remote)
-        return found if found is not None else "127.0.0.1"  # no route at all: offline
+    def _network_changed(self) -> None:
+        """A settled burst of network events: re-register (RFC 3261 10.2.7 via the UA)."""
+        if self.ua is not None and not self._closed:
+            self.ua.handle_network_change()
 
     def _heartbeat(self) -> None:
         if self._closed:
@@ -365,6 +403,8 @@ class App:
         if self._closed:
             return
         self._closed = True
+        if self._rest_timer is not None:
+            self._rest_timer.cancel()
         if self.board is not None:
             self.board.close()
         if self.calls is not None:
@@ -378,6 +418,7 @@ class App:
             self.audio.close()
         if self.ua is not None:
             self.ua.shutdown(timeout=self.unregister_timeout)
+        self.watcher.close()
         if self.network is not None:
             self.network.close()
         if self.control is not None:
@@ -397,90 +438,13 @@ class App:
         logged once and shown by ``intercom status`` until a good reload.
         Keys that only apply at start-up are listed in the answer (and in
         status) as ``restart_needed``. The file is small: reading it on the loop
-        costs a few milliseconds, once per reload.
+        costs a few milliseconds, once per reload. Carried out by
+        :class:`~firmware.live_reload.LiveReload`.
         """
-        from firmware.config import reload as reload_config
-
-        source = self.config.source
-        if source == BUILTIN_SOURCE:
-            raise ValueError("running the built-in default: there is no file to reload")
-        assert self.accounts is not None and self.behaviour is not None and self.tap is not None
-        new, error = reload_config(self.config, source)
-        if error is not None:
-            self.config_error = error
-            count = len(error.problems)
-            log.error(
-                "config reload failed, keeping the running config: %d problem%s\n%s",
-                count,
-                "" if count == 1 else "s",
-                error,
-            )
-            raise error
-        plan = plan_reload(self.config, new, self.accounts.settings)
-        self.config_error = None
-        self.config = plan.config
-        self.screen = self._replace_screen(self.screen, self.accounts)
-        self.accounts.apply(plan.accounts)
-        self.behaviour.reconfigure(plan.config, **self._behaviour_accounts())
-        self.tap.secrets = config_secrets(plan.config)
-        self.driver.run_commands()  # LEDs that show something else now
-        self.driver.arm()
-        self.restart_needed = plan.restart_needed
-        changes = plan.accounts.summary()
-        log.info(
-            "config reloaded from %s: accounts %s%s",
-            source,
-            ", ".join(f"{n} {what}" for what, n in changes.items()),
-            f"; restart needed for {', '.join(plan.restart_needed)}" if plan.restart_needed else "",
-        )
-        return {
-            "config": source,
-            "accounts": changes,
-            "restart_needed": list(plan.restart_needed),
-        }
-
-    def _replace_screen(self, old: RequestScreen, accounts: AccountWiring) -> RequestScreen:
-        """The screen for the new config; counters carry over, servers are admitted again."""
-        screen = RequestScreen(self._screening or screening_for(self.config), self.loop.time)
-        screen.counts = old.counts
-        accounts.retrust(screen)
-        return screen
+        return self.reloader.reload()
 
     def _reload_on_signal(self) -> None:
-        if not self.ready or self._closed:
-            log.warning("SIGHUP during start-up or shutdown: not reloading")
-            return
-        log.info("SIGHUP: reloading %s", self.config.source)
-        try:
-            self.reload()
-        except (ConfigError, ValueError) as exc:
-            if not isinstance(exc, ConfigError):
-                log.warning("not reloading: %s", exc)  # ConfigError: reload() logged it
-
-    # -- screening ----------------------------------------------------------------------------
-
-    def _admit(self, request: Request, peer: Peer) -> bool:
-        if request.method == "ACK" or self.screen.trusted(peer) or self._in_our_dialog(request):
-            return True
-        return not self.screen.refuse(request, peer)
-
-    def _filter(self, inc: IncomingRequest) -> Response | None:
-        from sipstack.message import make_response
-
-        if self.screen.trusted(inc.peer) or self._in_our_dialog(inc.request):
-            return None
-        return make_response(inc.request, 403, "Forbidden")
-
-    def _in_our_dialog(self, request: Request) -> bool:
-        """In-dialog requests of our calls (their Call-ID and tags cannot be guessed)."""
-        calls = self.calls
-        try:
-            if calls is None or request.to.tag is None:
-                return False
-            call_id = request.call_id
-        except Exception:
-            return False
-        return any(calls.call_get_info(c).sip_call_id == call_id for c in calls.enum_calls())
+        self.reloader.on_signal()
 
     @property
     def trace_followers(self) -> int:
@@ -494,24 +458,17 @@ class App:
         (:meth:`BehaviourDriver.post <firmware.behaviour_driver.BehaviourDriver.post>`)."""
         self.driver.post(event)
 
-    def _on_network_event(self, event: object) -> None:
-        log.info("network: %s", event)
-        # A burst of netlink events becomes one re-registration.
-        if self._net_timer is not None:
-            self._net_timer.cancel()
-        self._net_timer = self.loop.call_later(0.5, self._network_changed)
-
-    def _network_changed(self) -> None:
-        self._net_timer = None
-        if self.ua is not None and not self._closed:
-            self.ua.handle_network_change()
-
     def _on_ua_event(self, event: UaEvent) -> None:
         if isinstance(event, RegStateChanged):
             if self.accounts is None or not self.accounts.is_current(event):
                 return  # a deleted account's unregistration
             self.accounts.note_registration(event)
-            self.driver.on_registration(event)
+            if self.behaviour is not None:
+                self.driver.on_registration(event)
+            elif not self._rest_begun and self._registrations_answered():
+                # the rest of start-up runs on the next turn: the other
+                # accounts' answers already read on this one go first
+                self.loop.call_soon(self._start_rest)
         elif isinstance(event, IncomingMessage):
             text = event.body.decode("utf-8", "replace")[:200]
             log.info("message from %s: %s", event.from_uri, text)
@@ -536,6 +493,7 @@ class App:
             wiring.settings.get(acc),
             wiring.reg_events.get(acc),
             self.tap.reg_seen if self.tap is not None else {},
+            wiring.reg_failures.get(acc),
         )
 
     def call_status(self, call_id: int) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Calls' RTP streams join the :class:`~sipstack.media_graph.Conference` built
 here; its device port is the sound card (ALSA plus the voice processor on
 ``--hal rpi``) or, simulated, a tone/WAV source and a WAV recorder
 (:class:`SimDevice`). Heavy modules are imported only when the chosen backend
-needs them, so start-up stays quick.
+needs them, so start-up stays quick, and the calls' RTP media factory waits
+for the first call (:class:`DeferredMedia`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from firmware.app import App
     from firmware.behaviour import ToneKind
+    from sipstack.media_factory import RtpMediaFactory
     from sipstack.media_graph import Conference, MediaClock
+    from sipstack.offer_answer import LocalMedia, NegotiatedMedia
     from sipstack.tones import ToneGenerator, ToneSpec
     from sipstack.wav_io import WavRecorder
 
-__all__ = ["AudioPath", "SimDevice", "dbfs", "tone_specs"]
+__all__ = ["AudioPath", "DeferredMedia", "SimDevice", "dbfs", "tone_specs"]
 
 log = logging.getLogger("intercom")
 
@@ -218,6 +221,54 @@ class AudioPath:
             self.voice.close()
         if self.alsa is not None:
             self.alsa.close()
+
+
+class DeferredMedia:
+    """The call layer's media factory, built when the first call needs media.
+
+    Building :class:`~sipstack.media_factory.RtpMediaFactory` imports the RTP
+    stack and loads the codec libraries through ctypes (3.4 MiB resident and
+    50 ms of CPU on a desktop core, several times that on a Pi); a door
+    station may sit idle for days before its first call, so it pays that then.
+    ``build`` makes the real factory, once, the first time a call asks for
+    its local media (an incoming
+    INVITE's answer or an outgoing call's offer: RFC 3264 5/6); until then no
+    call has media, so there is nothing to close, no statistics and no
+    RFC 4733 stream (the call layer sends DTMF by SIP INFO, as it would for a
+    call without telephone-event).
+    """
+
+    def __init__(self, build: Callable[[], RtpMediaFactory]) -> None:
+        self._build = build
+        self.factory: RtpMediaFactory | None = None
+        """The real factory, once a call has needed it."""
+
+    def get(self) -> RtpMediaFactory:
+        """The real factory, built now if no call has needed it yet."""
+        if self.factory is None:
+            self.factory = self._build()
+        return self.factory
+
+    def create_local_media(self, call_id: int) -> LocalMedia:
+        """Our side of the call's offer or answer (builds the factory on the first call)."""
+        return self.get().create_local_media(call_id)
+
+    def on_negotiated(self, call_id: int, media: NegotiatedMedia) -> None:
+        """Start or update the call's stream."""
+        self.get().on_negotiated(call_id, media)
+
+    def close(self, call_id: int) -> None:
+        """End the call's stream, if media was ever built."""
+        if self.factory is not None:
+            self.factory.close(call_id)
+
+    def send_dtmf(self, call_id: int, digits: str) -> bool:
+        """RFC 4733 digits; False (SIP INFO instead) when the call has no stream."""
+        return self.factory is not None and self.factory.send_dtmf(call_id, digits)
+
+    def rtp_stats(self, call_id: int) -> object | None:
+        """The call's RTP statistics, None when it has no stream."""
+        return self.factory.rtp_stats(call_id) if self.factory is not None else None
 
 
 class _VoiceCapture:

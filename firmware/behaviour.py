@@ -41,21 +41,53 @@ The rules (``[intercom]`` in the config file):
 The application correlates our :class:`MakeCall` (which carries a ``ref``)
 with the user agent's call id by feeding :class:`CallPlaced` right after it
 placed the call.
+
+This module holds the rules and the one state table; the pieces with a job of
+their own live beside it and are re-exported here, where the rest of the
+firmware imports them from: the events and commands
+(:mod:`firmware.behaviour_events`), calling out (:mod:`firmware.dialing`), the
+door code (:mod:`firmware.door_code`), the LEDs (:mod:`firmware.leds`) and
+caller patterns (:mod:`firmware.callers`).
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased, LedPattern
-from hal.gpio import DOUBLE_FLASH, FAST_BLINK, HEARTBEAT, SLOW_BLINK, STEADY
+from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased
 
+from .behaviour_events import (
+    Answer,
+    BehaviourEvent,
+    CallPhase,
+    CallPlaced,
+    CallStateChanged,
+    Command,
+    DialRequested,
+    DtmfReceived,
+    FaultChanged,
+    Hangup,
+    HangupRequested,
+    IncomingCall,
+    Log,
+    MakeCall,
+    PhoneState,
+    PlayTone,
+    PulseRelay,
+    RegistrationChanged,
+    RegStatus,
+    ShowLed,
+    StopTone,
+    ToneKind,
+)
+from .callers import caller_matches
 from .config import ButtonSettings, Config, IntercomSettings, LedSettings
+from .dialing import Dialer, DialStep, TrackedCall
+from .door_code import CodeVerdict, DoorCodeEntry
+from .leds import LED_PATTERNS, LedPanel, LedState, status_led_state
 
 __all__ = [
     "PhoneState",
@@ -87,19 +119,6 @@ __all__ = [
     "caller_matches",
 ]
 
-# -- states -----------------------------------------------------------------------
-
-
-class PhoneState(enum.Enum):
-    """What the device is doing, as a person would say it."""
-
-    IDLE = "idle"
-    DIALING = "dialing"  # calling targets out, nobody answered yet
-    RINGING = "ringing"  # an incoming call rings here
-    IN_CALL = "in call"  # one call answered (or being answered)
-    CALL_WAITING = "call waiting"  # in a call, and a second one rings (desk phone)
-
-
 # Every legal move, in one place (GUIDE rule 2). Anything else is our bug.
 _TRANSITIONS: Mapping[PhoneState, frozenset[PhoneState]] = MappingProxyType(
     {
@@ -113,64 +132,6 @@ _TRANSITIONS: Mapping[PhoneState, frozenset[PhoneState]] = MappingProxyType(
     }
 )
 
-
-class CallPhase(enum.Enum):
-    """A call's state, named as PJSIP's ``pjsip_inv_state``."""
-
-    CALLING = "calling"
-    INCOMING = "incoming"
-    EARLY = "early"
-    CONNECTING = "connecting"
-    CONFIRMED = "confirmed"
-    DISCONNECTED = "disconnected"
-
-
-class RegStatus(enum.Enum):
-    """One account's registration, as the status LED sees it."""
-
-    NOT_REGISTERED = "not registered"
-    REGISTERING = "registering"
-    REGISTERED = "registered"
-    FAILED = "failed"
-
-
-class LedState(enum.Enum):
-    """What a ``shows = "status"`` LED tells, most urgent first."""
-
-    RINGING = "ringing"
-    IN_CALL = "in call"
-    ERROR = "error"
-    REGISTERING = "registering"
-    NOT_REGISTERED = "not registered"
-    IDLE = "idle"
-
-
-#: The hardware layer's patterns for each status (None: off).
-LED_PATTERNS: Mapping[LedState, LedPattern | None] = MappingProxyType(
-    {
-        LedState.RINGING: FAST_BLINK,
-        LedState.IN_CALL: STEADY,
-        LedState.ERROR: DOUBLE_FLASH,
-        LedState.REGISTERING: SLOW_BLINK,
-        LedState.NOT_REGISTERED: None,
-        LedState.IDLE: HEARTBEAT,
-    }
-)
-
-
-class ToneKind(enum.Enum):
-    """Tones the application plays. RING (speaker), RINGBACK (speaker, while
-    calling out) and CALL_WAITING loop until :class:`StopTone`; the others
-    play once (DOOR_OPENED and WRONG_CODE into the call, for the caller)."""
-
-    RING = "ring"
-    RINGBACK = "ringback"
-    CALL_WAITING = "call waiting"
-    BUSY = "busy"
-    DOOR_OPENED = "door opened"
-    WRONG_CODE = "wrong code"
-
-
 _STATE_TONE: Mapping[PhoneState, ToneKind | None] = MappingProxyType(
     {
         PhoneState.IDLE: None,
@@ -181,193 +142,9 @@ _STATE_TONE: Mapping[PhoneState, ToneKind | None] = MappingProxyType(
     }
 )
 
-# -- events in ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationChanged:
-    """An account's registration changed. ``status`` None means REGISTERED when
-    ``registered`` else REGISTERING (the user agent keeps trying)."""
-
-    acc: int
-    registered: bool
-    status: RegStatus | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingCall:
-    """A call arrived (``remote_uri``: the caller's URI, From)."""
-
-    call_id: int
-    remote_uri: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallPlaced:
-    """The application carried out :class:`MakeCall` ``ref``: the user agent's
-    ``call_id``, or None when placing it failed at once (``reason`` says why)."""
-
-    ref: int
-    call_id: int | None
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CallStateChanged:
-    """A call moved to ``state``; ``status`` is the SIP code that ended it, if any."""
-
-    call_id: int
-    state: CallPhase
-    status: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DtmfReceived:
-    """A DTMF digit (RFC 4733 event or SIP INFO) arrived in a call."""
-
-    call_id: int
-    digit: str
-
-
-@dataclass(frozen=True, slots=True)
-class FaultChanged:
-    """Something outside SIP is broken (``active``) or fine again: the audio device,
-    the network. Any active fault shows as the error LED state."""
-
-    what: str
-    active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DialRequested:
-    """Someone asked for a call to ``target`` (``intercom call``), from account
-    ``acc`` (None: the behaviour's calling account). It is dialled like a bell
-    press with one target: only when idle, with ``ring_timeout``, LEDs and
-    ``max_call_seconds`` applying."""
-
-    target: str
-    acc: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HangupRequested:
-    """Someone asked to hang up (``intercom hangup``): what a short press of a
-    hang-up button does, whether one is wired or not."""
-
-
-BehaviourEvent = (
-    ButtonPressed
-    | ButtonReleased
-    | ButtonLongPressed
-    | RegistrationChanged
-    | IncomingCall
-    | CallPlaced
-    | CallStateChanged
-    | DtmfReceived
-    | FaultChanged
-    | DialRequested
-    | HangupRequested
-)
-
-# -- commands out ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MakeCall:
-    """Call ``target`` from account ``acc``; report the call id with :class:`CallPlaced`."""
-
-    acc: int
-    target: str
-    ref: int
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """Answer an incoming call."""
-
-    call_id: int
-    code: int = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Hangup:
-    """End a call in whatever state (CANCEL, BYE or a final answer); ``code`` is the
-    answer to an unanswered incoming call (0: the user agent's default)."""
-
-    call_id: int
-    code: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PulseRelay:
-    """Energise the door relay for ``seconds``."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class ShowLed:
-    """Show ``pattern`` on LED ``name``; None turns it off."""
-
-    name: str
-    pattern: LedPattern | None
-
-
-@dataclass(frozen=True, slots=True)
-class PlayTone:
-    """Start a tone (see :class:`ToneKind` for which loop)."""
-
-    kind: ToneKind
-
-
-@dataclass(frozen=True, slots=True)
-class StopTone:
-    """Stop the looping tone."""
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    """A line for the log (never holds a password or the door code)."""
-
-    msg: str
-    level: str = "info"
-
-
-Command = MakeCall | Answer | Hangup | PulseRelay | ShowLed | PlayTone | StopTone | Log
-
 
 class BehaviourError(RuntimeError):
     """An illegal state transition: a bug in this module, not the caller's fault."""
-
-
-# -- caller patterns -----------------------------------------------------------------------
-
-
-def _address(uri: str) -> str:
-    """``"Flat" <sip:Flat@PBX.example.com;transport=tcp>`` -> ``sip:Flat@pbx.example.com``."""
-    text = uri.strip()
-    if "<" in text and ">" in text:
-        text = text[text.index("<") + 1 : text.index(">")]
-    scheme, _, rest = text.partition(":")
-    user, at, host = rest.rpartition("@")
-    user = user.split(":", 1)[0]  # drop a password
-    host = re.split(r"[;?]", host, maxsplit=1)[0]
-    return f"{scheme.lower()}:{user}{at}{host.lower()}"
-
-
-def caller_matches(uri: str, patterns: Iterable[str]) -> bool:
-    """Whether ``uri`` matches any pattern. ``*`` and ``?`` are wildcards; scheme
-    and host compare case-insensitively, the user part exactly (RFC 3261 19.1.4);
-    URI parameters and display names are ignored."""
-    addr = _address(uri)
-    for pattern in patterns:
-        norm = re.escape(_address(pattern)).replace(r"\*", ".*").replace(r"\?", ".")
-        if re.fullmatch(norm, addr):
-            return True
-    return False
-
-
-# -- the machine ---------------------------------------------------------------------------
 
 
 class _Timer(enum.IntEnum):
@@ -377,18 +154,6 @@ class _Timer(enum.IntEnum):
     DOOR_HANGUP = 2
     RING_TIMEOUT = 3
     DIGITS = 4
-
-
-@dataclass
-class _Call:
-    """One call we care about (mutable: its phase and id change)."""
-
-    remote: str
-    outgoing: bool
-    call_id: int | None = None
-    ref: int | None = None
-    phase: CallPhase = CallPhase.CALLING
-    door_denied_logged: bool = False
 
 
 class Behaviour:
@@ -415,12 +180,10 @@ class Behaviour:
     ) -> None:
         self._settings = intercom
         self._buttons = {b.name: b for b in buttons}
-        self._leds = tuple(leds)
         self._relay_pulse = relay_pulse
         self._call_account = call_account
         self._door_hangup_delay = door_hangup_delay
         self._digit_timeout = digit_timeout
-        self._max_wrong_codes = max_wrong_codes
         self._door_from = intercom.door_code_from or intercom.trusted
         self._can_answer = any(b.action == "answer" for b in buttons)
 
@@ -429,20 +192,15 @@ class Behaviour:
         self._commands: deque[Command] = deque()
         self._timers: dict[_Timer, float] = {}
         self._tone: ToneKind | None = None
-        self._shown: dict[str, LedPattern | None] = {}
+        self._leds = LedPanel(leds)
         self._reg: dict[int, RegStatus] = {acc: RegStatus.NOT_REGISTERED for acc in accounts}
         self._faults: set[str] = set()
 
-        self._calls: dict[int, _Call] = {}  # by call id: every call we still track
-        self._active: _Call | None = None  # answered / connected
-        self._ringing: _Call | None = None  # ringing here (or waiting)
-        self._attempts: list[_Call] = []  # outgoing, while DIALING
-        self._targets: list[str] = []  # still to call (sequential)
-        self._ring_timeout: float | None = None
-        self._dial_account = call_account  # the account of the calls being dialled
-        self._next_ref = 1
-        self._digits = ""
-        self._wrong_codes = 0
+        self._calls: dict[int, TrackedCall] = {}  # by call id: incoming and answered calls
+        self._active: TrackedCall | None = None  # answered / connected
+        self._ringing: TrackedCall | None = None  # ringing here (or waiting)
+        self._dialer = Dialer(self._commands)  # outgoing attempts, while DIALING
+        self._code = DoorCodeEntry(max_wrong_codes)  # the active call's door code
         self._refresh_leds()
 
     @classmethod
@@ -478,14 +236,12 @@ class Behaviour:
         intercom = config.intercom
         self._settings = intercom
         self._buttons = {b.name: b for b in config.buttons}
-        self._leds = tuple(config.leds)
         self._relay_pulse = None if config.relay is None else config.relay.pulse_seconds
         self._call_account = call_account
         self._door_from = intercom.door_code_from or intercom.trusted
         self._can_answer = any(b.action == "answer" for b in config.buttons)
         self._reg = {acc: self._reg.get(acc, RegStatus.NOT_REGISTERED) for acc in accounts}
-        names = {led.name for led in self._leds}
-        self._shown = {name: p for name, p in self._shown.items() if name in names}
+        self._leds.reconfigure(config.leds)
         self._refresh_leds()
 
     # -- the sans-IO surface ------------------------------------------------------------
@@ -504,6 +260,11 @@ class Behaviour:
     def ringing_call(self) -> int | None:
         """The call ringing here (or waiting), if any."""
         return None if self._ringing is None else self._ringing.call_id
+
+    @property
+    def led_state(self) -> LedState:
+        """What a status LED shows now."""
+        return status_led_state(self._state, self._reg.values(), bool(self._faults))
 
     def drain_commands(self) -> list[Command]:
         """Every command emitted since the last call, in order."""
@@ -543,7 +304,7 @@ class Behaviour:
             case IncomingCall():
                 self._on_incoming(event.call_id, event.remote_uri)
             case CallPlaced():
-                self._on_placed(event)
+                self._dial_step(self._dialer.placed(event.ref, event.call_id, event.reason))
             case CallStateChanged():
                 self._on_call_state(event)
             case DtmfReceived():
@@ -575,11 +336,10 @@ class Behaviour:
             self._timers.pop(_Timer.RING_TIMEOUT, None)
         self._refresh_leds()
 
-    def _set_active(self, call: _Call | None) -> None:
+    def _set_active(self, call: TrackedCall | None) -> None:
         """Change the answered call; its door-code entry and deadlines start afresh."""
         self._active = call
-        self._digits = ""
-        self._wrong_codes = 0
+        self._code.reset()
         for timer in (_Timer.MAX_CALL, _Timer.DOOR_HANGUP, _Timer.DIGITS):
             self._timers.pop(timer, None)
 
@@ -706,79 +466,30 @@ class Behaviour:
         if not targets:
             self._log(f"{why}: no targets to call", "warning")
             return
-        self._dial_account = self._call_account if acc is None else acc
-        self._targets = targets
-        self._ring_timeout = timeout
         self._move(PhoneState.DIALING, f"{why}: calling {', '.join(targets)}")
-        if parallel:
-            while self._targets:
-                self._place(self._targets.pop(0))
-            self._arm_ring_timeout()
-        else:
-            self._dial_next()
+        account = self._call_account if acc is None else acc
+        self._dialer.start(targets, parallel=parallel, timeout=timeout, acc=account)
+        self._dial_step(DialStep.PLACED)
 
-    def _place(self, target: str) -> None:
-        ref = self._next_ref
-        self._next_ref += 1
-        self._attempts.append(_Call(target, outgoing=True, ref=ref))
-        self._commands.append(MakeCall(self._dial_account, target, ref))
-
-    def _arm_ring_timeout(self) -> None:
-        if self._ring_timeout is not None:
-            self._timers[_Timer.RING_TIMEOUT] = self._now + self._ring_timeout
-
-    def _dial_next(self) -> None:
-        """Sequential: call the next target, or give up when none is left."""
-        if not self._targets:
-            self._dialing_failed()
-            return
-        self._place(self._targets.pop(0))
-        self._arm_ring_timeout()
-
-    def _dialing_failed(self) -> None:
-        self._move(PhoneState.IDLE, "nobody answered")
-        self._commands.append(PlayTone(ToneKind.BUSY))
-
-    def _drop_attempt(self, call: _Call, hang_up: bool) -> None:
-        self._attempts.remove(call)
-        if hang_up and call.call_id is not None:
-            self._commands.append(Hangup(call.call_id))
-        self._forget(call)
-
-    def _attempt_ended(self, call: _Call, why: str) -> None:
-        """One outgoing attempt failed (busy, declined, unreachable)."""
-        self._drop_attempt(call, hang_up=False)
-        self._log(f"call to {call.remote} failed: {why}")
-        if self._attempts:
-            return  # parallel: the others still ring
-        if self._targets:
-            self._dial_next()
-        else:
-            self._dialing_failed()
+    def _dial_step(self, step: DialStep) -> None:
+        """Follow the dialer: a new attempt gets the full ring timeout; when
+        nobody is left to call, give up with the busy tone."""
+        if step is DialStep.PLACED:
+            if self._dialer.ring_timeout is not None:
+                self._timers[_Timer.RING_TIMEOUT] = self._now + self._dialer.ring_timeout
+        elif step is DialStep.EXHAUSTED:
+            self._move(PhoneState.IDLE, "nobody answered")
+            self._commands.append(PlayTone(ToneKind.BUSY))
 
     def _cancel_dialing(self, why: str) -> None:
-        for call in list(self._attempts):
-            self._drop_attempt(call, hang_up=True)
-        self._targets = []
+        self._dialer.cancel()
         self._move(PhoneState.IDLE, f"calling cancelled: {why}")
-
-    def _on_placed(self, event: CallPlaced) -> None:
-        call = next((c for c in self._attempts if c.ref == event.ref), None)
-        if call is None:
-            if event.call_id is not None:  # we gave up on it before it was placed
-                self._commands.append(Hangup(event.call_id))
-            return
-        if event.call_id is None:
-            self._attempt_ended(call, event.reason or "could not place the call")
-            return
-        call.call_id = event.call_id
-        self._calls[event.call_id] = call
 
     # -- calls ------------------------------------------------------------------------
 
     def _on_incoming(self, call_id: int, remote: str) -> None:
         s = self._settings
-        call = _Call(remote, outgoing=False, call_id=call_id, phase=CallPhase.INCOMING)
+        call = TrackedCall(remote, outgoing=False, call_id=call_id, phase=CallPhase.INCOMING)
         if self._state is PhoneState.IDLE:
             if s.auto_answer and caller_matches(remote, s.trusted):
                 self._calls[call_id] = call
@@ -801,7 +512,7 @@ class Behaviour:
             self._log(f"busy: refused {remote} while {self._state.value}")
 
     def _on_call_state(self, event: CallStateChanged) -> None:
-        call = self._calls.get(event.call_id)
+        call = self._calls.get(event.call_id) or self._dialer.find(event.call_id)
         if call is None:
             return  # a call we already let go of
         call.phase = event.state
@@ -810,22 +521,20 @@ class Behaviour:
         elif event.state is CallPhase.DISCONNECTED:
             self._on_disconnected(call, event.status)
 
-    def _on_confirmed(self, call: _Call) -> None:
-        if call in self._attempts:
+    def _on_confirmed(self, call: TrackedCall) -> None:
+        if self._dialer.owns(call) and call.call_id is not None:
             # The first to answer wins; cancel the others (parallel ringing).
-            self._attempts.remove(call)
-            for other in list(self._attempts):
-                self._drop_attempt(other, hang_up=True)
-            self._targets = []
+            self._dialer.answered(call)
+            self._calls[call.call_id] = call
             self._set_active(call)
             self._move(PhoneState.IN_CALL, f"{call.remote} answered")
         if call is self._active and self._settings.max_call_seconds:
             self._timers.setdefault(_Timer.MAX_CALL, self._now + self._settings.max_call_seconds)
 
-    def _on_disconnected(self, call: _Call, status: int) -> None:
+    def _on_disconnected(self, call: TrackedCall, status: int) -> None:
         why = f"{call.remote} ended the call" + (f" ({status})" if status else "")
-        if call in self._attempts:
-            self._attempt_ended(call, str(status) if status else "disconnected")
+        if self._dialer.owns(call):
+            self._dial_step(self._dialer.failed(call, str(status) if status else "disconnected"))
             return
         self._forget(call)
         if call is self._active:
@@ -841,7 +550,7 @@ class Behaviour:
         self._forget(call)
         self._after_active_gone(why)
 
-    def _forget(self, call: _Call) -> None:
+    def _forget(self, call: TrackedCall) -> None:
         if call.call_id is not None:
             self._calls.pop(call.call_id, None)
 
@@ -859,27 +568,24 @@ class Behaviour:
                 call.door_denied_logged = True
                 self._log(f"DTMF from {call.remote} ignored: not allowed to open", "warning")
             return
-        self._digits += digit
-        self._timers[_Timer.DIGITS] = self._now + self._digit_timeout
-        if len(self._digits) < len(code):
+        verdict = self._code.enter(digit, code)
+        if verdict is CodeVerdict.INCOMPLETE:
+            self._timers[_Timer.DIGITS] = self._now + self._digit_timeout
             return
-        entered, self._digits = self._digits, ""
         self._timers.pop(_Timer.DIGITS, None)
-        import hmac  # here: it loads OpenSSL's libcrypto, only door codes need it
-
-        if hmac.compare_digest(entered.encode(), code.encode()):
+        if verdict is CodeVerdict.RIGHT:
             self._open_door(f"door code from {call.remote}")
             self._commands.append(PlayTone(ToneKind.DOOR_OPENED))
             if self._settings.hangup_after_door:
                 self._timers[_Timer.DOOR_HANGUP] = self._now + self._door_hangup_delay
             return
-        self._wrong_codes += 1
         self._commands.append(PlayTone(ToneKind.WRONG_CODE))
         self._log(
-            f"wrong door code from {call.remote} ({self._wrong_codes} of {self._max_wrong_codes})",
+            f"wrong door code from {call.remote} "
+            f"({self._code.wrong_codes} of {self._code.max_wrong})",
             "warning",
         )
-        if self._wrong_codes >= self._max_wrong_codes:
+        if self._code.locked_out:
             self._hangup_active("too many wrong door codes")
 
     # -- timers ---------------------------------------------------------------------------
@@ -890,12 +596,9 @@ class Behaviour:
         elif timer is _Timer.DOOR_HANGUP and self._active is not None:
             self._hangup_active("door opened (hangup_after_door)")
         elif timer is _Timer.DIGITS:
-            self._digits = ""  # a partial code is forgotten after a pause
+            self._code.forget_partial()  # a partial code is forgotten after a pause
         elif timer is _Timer.RING_TIMEOUT and self._state is PhoneState.DIALING:
-            for call in list(self._attempts):
-                self._log(f"no answer from {call.remote} in {self._ring_timeout:g} s")
-                self._drop_attempt(call, hang_up=True)
-            self._dial_next()
+            self._dial_step(self._dialer.timed_out())
 
     # -- registration and LEDs -----------------------------------------------------------
 
@@ -908,41 +611,8 @@ class Behaviour:
         self._reg[event.acc] = status
         self._refresh_leds()
 
-    @property
-    def led_state(self) -> LedState:
-        """What a status LED shows now."""
-        if self._state in (PhoneState.RINGING, PhoneState.CALL_WAITING):
-            return LedState.RINGING
-        if self._state is PhoneState.IN_CALL:
-            return LedState.IN_CALL
-        statuses = set(self._reg.values())
-        if self._faults or RegStatus.FAILED in statuses:
-            return LedState.ERROR
-        if RegStatus.REGISTERING in statuses:
-            return LedState.REGISTERING
-        if RegStatus.NOT_REGISTERED in statuses:
-            return LedState.NOT_REGISTERED
-        return LedState.IDLE
-
-    def _pattern(self, shows: str) -> LedPattern | None:
-        if shows == "status":
-            return LED_PATTERNS[self.led_state]
-        if shows == "ringing":
-            if self._state in (PhoneState.RINGING, PhoneState.CALL_WAITING):
-                return FAST_BLINK
-            return SLOW_BLINK if self._state is PhoneState.DIALING else None
-        if self._state in (PhoneState.IN_CALL, PhoneState.CALL_WAITING):
-            return STEADY  # shows == "call"
-        return None
-
     def _refresh_leds(self) -> None:
-        """Emit :class:`ShowLed` for each LED whose pattern changed (restarting a
-        blink that did not change would make it stutter)."""
-        for led in self._leds:
-            pattern = self._pattern(led.shows)
-            if led.name not in self._shown or self._shown[led.name] != pattern:
-                self._shown[led.name] = pattern
-                self._commands.append(ShowLed(led.name, pattern))
+        self._commands.extend(self._leds.update(self._state, self.led_state))
 
     def _log(self, msg: str, level: str = "info") -> None:
         self._commands.append(Log(msg, level))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     app = App(
         config,
         hal=args.hal,
+        watch=args.watch,
         control_path=control_path(args.control),
         bind=(args.host, args.port),
         # systemd's WatchdogSec: ping at half of it from the loop, so a stuck loop
@@ -376,15 +378,61 @@ def _format_audio_test(r: dict[str, Any]) -> str:
 # -- the parser --------------------------------------------------------------------------
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, without importing shutil.
+
+    argparse's help formatter asks shutil for the width, and shutil imports
+    bz2, lzma and zlib: about 0.6 MiB that ``intercom run`` would carry for
+    its whole life, since argparse builds a formatter for every
+    ``add_argument``. Same rules: ``$COLUMNS`` if positive, else stdout's
+    terminal, else 80.
+    """
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        stdout = sys.__stdout__  # None under pythonw-like embedding
+        try:
+            columns = os.get_terminal_size(stdout.fileno()).columns if stdout else 0
+        except (AttributeError, ValueError, OSError):  # no fileno, closed, not a terminal
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter with the width worked out by :func:`_terminal_columns`."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _terminal_columns() - 2  # as argparse does with shutil's answer
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser using :class:`_HelpFormatter`; its subparsers are of
+    this class too (argparse makes them of the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``intercom`` argument parser (exits 2 on usage errors, as argparse does)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="intercom",
         description="SIP door intercom / desk phone firmware",
         epilog="exit codes: 0 ok, 1 problem found, 2 usage or broken config, "
         "3 cannot reach the firmware",
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--control",
         metavar="PATH",
@@ -396,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", parents=[common], help="run the firmware in the foreground")
     p_run.add_argument("--config", metavar="PATH", help="default /etc/intercom/intercom.toml")
     p_run.add_argument("--hal", choices=["sim", "rpi"], help="hardware (default: the config's)")
+    p_run.add_argument(
+        "--watch",
+        choices=["auto", "kernel", "sim"],
+        help="network watcher (default: the config's [network] watch)",
+    )
     p_run.add_argument("--host", default="0.0.0.0", help="built-in default: address to listen on")
     p_run.add_argument("--port", type=int, default=5060, help="built-in default: first SIP port")
     p_run.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -36,8 +36,10 @@ from firmware.config_sections import (
     BUTTON_ACTIONS,
     LED_SHOWS,
     MAX_RELAY_PULSE,
+    NETWORK_WATCHES,
     PROFILES,
     REFUSE_MODES,
+    SRTP_MODES,
     TRANSPORTS,
     AccountSettings,
     AudioSettings,
@@ -46,6 +48,7 @@ from firmware.config_sections import (
     IntercomSettings,
     LedSettings,
     ListenAddress,
+    NetworkSettings,
     RelaySettings,
     SipSettings,
     default_config,
@@ -69,6 +72,7 @@ __all__ = [
     "LedSettings",
     "RelaySettings",
     "IntercomSettings",
+    "NetworkSettings",
     "Config",
     "load_config",
     "reload",
@@ -229,6 +233,9 @@ def _read_account(
     transports = ("", *sip.enabled())
     values["transport"] = t.string("transport", "", choices=transports)
     values["priority"] = t.integer("priority", 0, lo=-1000, hi=1000)
+    # PJSUA's use_srtp / srtp_secure_signaling: local accounts take calls too
+    values["use_srtp"] = t.string("use_srtp", "disabled", choices=SRTP_MODES)
+    values["srtp_secure_signaling"] = t.integer("srtp_secure_signaling", 1, choices=(0, 1, 2))
     if local:
         t.finish()  # every other key is unknown for a local account
         return AccountSettings(**values)
@@ -300,6 +307,14 @@ def _read_audio(t: Table | None) -> AudioSettings:
         agc=t.boolean("agc", True),
         volume=None if volume < 0 else volume,
     )
+    t.finish()
+    return settings
+
+
+def _read_network(t: Table | None) -> NetworkSettings:
+    if t is None:
+        return NetworkSettings()
+    settings = NetworkSettings(watch=t.string("watch", "auto", choices=NETWORK_WATCHES))
     t.finish()
     return settings
 
@@ -493,6 +508,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     relay_table = top.table("relay")
     relay = None if relay_table is None else _read_relay(relay_table)
     intercom = _read_intercom(top.table("intercom"), relay is not None)
+    network = _read_network(top.table("network"))
     if relay is None:
         for t, b in zip(button_tables, buttons, strict=True):
             if b.action == "door":
@@ -508,6 +524,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         leds=leds,
         relay=relay,
         intercom=intercom,
+        network=network,
         secrets=secrets_file,
     )
     _check_gpio(config, ctx)

@@ -21,14 +21,17 @@ from sipstack.digest import CredentialInfo
 if TYPE_CHECKING:
     from hal.audio import AudioConfig
     from hal.voice import VoiceConfig
+    from sipstack.srtp import SrtpPolicy
 
 __all__ = [
     "BUILTIN_SOURCE",
     "BUTTON_ACTIONS",
     "LED_SHOWS",
     "MAX_RELAY_PULSE",
+    "NETWORK_WATCHES",
     "PROFILES",
     "REFUSE_MODES",
+    "SRTP_MODES",
     "TRANSPORTS",
     "AccountSettings",
     "AudioSettings",
@@ -37,6 +40,7 @@ __all__ = [
     "IntercomSettings",
     "LedSettings",
     "ListenAddress",
+    "NetworkSettings",
     "RelaySettings",
     "SipSettings",
     "default_config",
@@ -52,6 +56,8 @@ PROFILES = ("intercom", "desk")
 TRANSPORTS = ("udp", "tcp", "tls")
 REFUSE_MODES = ("403", "drop")  # firmware.screening.Screening.refuse
 MAX_RELAY_PULSE = 30.0  # hal.gpio.RelayConfig.max_pulse: strikes overheat
+SRTP_MODES = ("disabled", "optional", "mandatory")  # sipstack.srtp.SrtpMode values
+NETWORK_WATCHES = ("auto", "kernel", "sim")  # NetworkSettings.watch
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +108,10 @@ class AccountSettings:
     """One ``[[accounts]]`` entry; keys are named as in :class:`AccountConfig`.
 
     ``local`` accounts are userless (``sip:ADDRESS:PORT``) and take only
-    ``transport`` and ``priority``. ``transport`` is "" for any. ``line`` is
-    where the entry starts, for messages at run time.
+    ``transport``, ``priority`` and the SRTP keys. ``transport`` is "" for any.
+    ``line`` is where the entry starts, for messages at run time.
+    ``use_srtp`` and ``srtp_secure_signaling`` are PJSUA's account settings of
+    those names (:meth:`srtp_policy`); the firmware applies them per call.
     """
 
     line: int
@@ -127,6 +135,20 @@ class AccountSettings:
     priority: int = 0
     transport: str = ""
     use_rfc5626: bool = False
+    use_srtp: str = "disabled"
+    srtp_secure_signaling: int = 1
+
+    def srtp_policy(self) -> SrtpPolicy:
+        """The media layer's SRTP policy for this account's calls.
+
+        PJSUA's meanings: ``use_srtp`` says whether media must, may or must not
+        be SRTP; ``srtp_secure_signaling`` what SIP transport the SDES keys
+        (RFC 4568, in clear in the SDP) may travel on: 0 any, 1 TLS to the next
+        hop (the default), 2 ``sips:`` end to end (RFC 3261 26.2.2).
+        """
+        from sipstack.srtp import SecureSignaling, SrtpMode, SrtpPolicy
+
+        return SrtpPolicy(SrtpMode(self.use_srtp), SecureSignaling(self.srtp_secure_signaling))
 
     def to_account_config(self, transport_id: int = INVALID_ID) -> AccountConfig:
         """The user agent's configuration; ``transport_id`` is the transport the
@@ -250,6 +272,25 @@ class IntercomSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    """``[network]``: how address and link changes are noticed.
+
+    ``watch``: ``"kernel"`` reads rtnetlink (:class:`hal.netwatch.NetifacesWatcher`,
+    needs ``netifaces``), ``"sim"`` is the simulated network that only changes
+    from code, ``"auto"`` the kernel's with ``hal = "rpi"`` and the simulated one
+    with ``hal = "sim"`` (a simulated device stays deterministic unless asked).
+    """
+
+    watch: str = "auto"
+
+    def watcher_for(self, hal: str) -> str:
+        """``"kernel"`` or ``"sim"``: what ``watch`` means on hardware ``hal``."""
+        if self.watch != "auto":
+            return self.watch
+        return "kernel" if hal == "rpi" else "sim"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole, validated configuration. ``source`` is the file it came from."""
 
@@ -262,6 +303,7 @@ class Config:
     leds: tuple[LedSettings, ...] = ()
     relay: RelaySettings | None = None
     intercom: IntercomSettings = IntercomSettings()
+    network: NetworkSettings = NetworkSettings()
     secrets: str = ""
 
     def gpio_config(self) -> GpioConfig:

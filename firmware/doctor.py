@@ -180,18 +180,19 @@ def _who(uri: str) -> str:
 
 
 def _registration_words(st: dict[str, Any]) -> tuple[str, str, str]:
-    """One account's registration, in plain words (status, message, advice)."""
+    """One account's registration, in plain words (status, message, advice).
+
+    The status code says who answered; ``last_error`` (see
+    :func:`firmware.status.registration_error`) says why, and decides what a
+    401/407 or a lost binding means.
+    """
     who, status, reason = _who(st["uri"]), st["status"], st["reason"]
+    why = str(st.get("last_error") or "")
     line = f" (config line {st['config_line']})" if st["config_line"] else ""
     if st["registered"]:
         return "ok", f"{who} is registered (renews in {max(st['expires'], 0)} s)", ""
     if status in (401, 407):
-        return (
-            "fail",
-            f"the registrar refused the password for {who}: check [[accounts.cred_info]]{line}",
-            "compare username and password with the PBX's extension settings; "
-            'the realm must match or be "*"',
-        )
+        return _auth_words(st, who, why, line)
     if status == 403:
         return (
             "fail",
@@ -215,7 +216,83 @@ def _registration_words(st: dict[str, Any]) -> tuple[str, str, str]:
         )
     if status >= 300:
         return "fail", f"the registrar answered {status} {reason} for {who}{line}", ""
+    if why:
+        return _lost_words(st, who, why)
     return "warn", f"{who} is still registering ({st['state']})", "wait a few seconds and retry"
+
+
+# Words of the notes sipstack writes (sipstack/registration.py, sipstack/digest.py
+# AuthFailure) that change what a 401/407 means. The tests take the notes from a
+# real Registration, so a rewording there fails them rather than this silently.
+_STALE = "stale=true"
+_NO_CREDENTIALS = "no credentials"
+_UNSUPPORTED = "no challenge uses a scheme"
+_BAD_CHALLENGE = "unusable challenge"
+_BINDING_EXPIRED = "binding expired"
+
+
+def _auth_words(st: dict[str, Any], who: str, why: str, line: str) -> tuple[str, str, str]:
+    """A 401/407: the password is only to blame when nothing else explains it."""
+    status, reason = st["status"], st["reason"]
+    if _STALE in why:
+        # RFC 7616 3.3: stale=true says our credentials were right and only the
+        # nonce was not; a registrar that says so of every fresh nonce is broken.
+        return (
+            "fail",
+            f"the registrar of {who} keeps rejecting its own nonces ({status} {reason} with "
+            "stale=true on every fresh nonce): the registrar's clock or nonce lifetime is "
+            "wrong, the password is not in question",
+            "ask whoever runs the PBX to check its clock and its nonce lifetime "
+            "(e.g. Kamailio's auth nonce_expire); the device retries on its own",
+        )
+    if _NO_CREDENTIALS in why:
+        return (
+            "fail",
+            f"the registrar asks {who} for a password and none is configured for its realm: "
+            f"add [[accounts.cred_info]]{line}",
+            'the realm must match the PBX\'s or be "*"',
+        )
+    if _UNSUPPORTED in why or _BAD_CHALLENGE in why:
+        return (
+            "fail",
+            f"the registrar of {who} asks for authentication this device cannot answer "
+            f"({status} {reason}): {why}",
+            "allow MD5 or SHA-256 digest authentication for this extension on the PBX",
+        )
+    if why and st["state"] == "registering":
+        # A retry is out and the failure that preceded it is no longer known:
+        # blaming the password here would be a guess.
+        return (
+            "warn",
+            f"the registrar refused the last attempt of {who} ({status} {reason}); "
+            "a new one is under way",
+            "run `intercom doctor` again in a few seconds for its outcome",
+        )
+    return (
+        "fail",
+        f"the registrar refused the password for {who}: check [[accounts.cred_info]]{line}",
+        "compare username and password with the PBX's extension settings; "
+        'the realm must match or be "*"',
+    )
+
+
+def _lost_words(st: dict[str, Any], who: str, why: str) -> tuple[str, str, str]:
+    """Not registered although the last answer was a 2xx: ``why`` says what happened."""
+    if _BINDING_EXPIRED in why:
+        return (
+            "fail",
+            f"{who} lost its registration: the registrar ({st['registrar']}) did not answer "
+            "the refresh before the binding expired",
+            "check that the registrar is up and reachable (network, firewall); the REGISTER "
+            "in flight gives up after 64*T1 (32 s by default) and retries on schedule",
+        )
+    if st["state"] == "retry-wait":
+        return (
+            "fail",
+            f"{who} is not registered: {why}",
+            "the registrar's answer was unusable; check its logs for this extension",
+        )
+    return "warn", f"{who} is registering again: {why}", "wait a few seconds and retry"
 
 
 def _nat_words(st: dict[str, Any]) -> tuple[str, str, str] | None:

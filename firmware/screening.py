@@ -85,6 +85,8 @@ class RequestScreen:
         self.stream_hosts: set[str] = set()  # registrars/proxies, for TCP/TLS
         self.nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.counts = Refusals()
+        self._noted: dict[str, float] = {}  # when drop_unparsed last noted a source
+        self._next_log = 100
         self._recent: collections.OrderedDict[str, collections.deque[float]] = (
             collections.OrderedDict()
         )
@@ -128,8 +130,6 @@ class RequestScreen:
     def refuse(self, request: Request, peer: Peer) -> bool:
         """Count a refusal; True when it must be dropped (mode, or rate limit)."""
         now = self._clock()
-        counts = self.counts
-        counts.total += 1
         times = self._recent.pop(peer.host, None) or collections.deque(maxlen=self.settings.burst)
         while times and now - times[0] > self.settings.window:
             times.popleft()
@@ -139,30 +139,93 @@ class RequestScreen:
         while len(self._recent) > self.MAX_SOURCES:
             self._recent.popitem(last=False)
         drop = limited or self.settings.refuse == "drop"
-        if limited:
+        if not limited and len(times) >= self.settings.burst:
+            log.warning(
+                "%s refused %d times within %g s: its requests are now dropped silently "
+                "until it stays quiet for %g s",
+                peer.host,
+                len(times),
+                self.settings.window,
+                self.settings.window,
+            )
+        self._count(
+            request.method, peer, "rate-limited" if limited else ("dropped" if drop else "403")
+        )
+        return drop
+
+    def drop_unparsed(self, data: bytes, peer: Peer) -> bool:
+        """True when bytes from ``peer`` are to be dropped before they are parsed.
+
+        That is: the source is rate-limited now (refused ``burst`` times within
+        ``window``, still trying) and is not a host we trust on any port. A
+        flood then costs a few look-ups per datagram instead of a parse (about
+        a tenth), so the socket is drained faster than it fills and the
+        registrar's answers, queued behind the flood in the same receive
+        buffer, still get through. Counted as rate-limited, as :meth:`refuse`
+        would; ``counts.last`` notes such a source once a second, not per
+        datagram. ACKs pass (they end our 403 transactions, which would
+        otherwise retransmit for 32 s). A limited host loses the in-dialog
+        exemption while it floods (the dialog check needs a parsed message);
+        hosts of registrars, proxies and allowed peers never do.
+        """
+        host = peer.host
+        times = self._recent.get(host)
+        if times is None or len(times) < self.settings.burst:
+            return False
+        now = self._clock()
+        if now - times[0] > self.settings.window or host in self.hosts:
+            return False
+        if host in self.stream_hosts or self.settings.open or (self.nets and self.trusted(peer)):
+            return False  # every registrar/proxy/allowed host:port is in stream_hosts
+        if data.startswith(b"ACK "):
+            return False  # it ends one of our 403 transactions (RFC 3261 17.2.1): let it
+        times.append(now)  # still trying: stays limited (the deque is bounded)
+        counts = self.counts
+        counts.total += 1
+        counts.rate_limited += 1
+        if now - self._noted.get(host, -1e9) >= 1.0:
+            self._noted[host] = now
+            if len(self._noted) > self.MAX_SOURCES:
+                self._noted.pop(next(iter(self._noted)))
+            method = data[:16].partition(b" ")[0].decode("ascii", "replace") or "?"
+            self._note(method, peer, "rate-limited")
+        return True
+
+    def _count(self, method: str, peer: Peer, action: str) -> None:
+        counts = self.counts
+        counts.total += 1
+        if action == "rate-limited":
             counts.rate_limited += 1
-        elif drop:
+        elif action == "dropped":
             counts.dropped += 1
         else:
             counts.forbidden += 1
+        self._note(method, peer, action)
+
+    def _note(self, method: str, peer: Peer, action: str) -> None:
+        """Remember a refusal for ``intercom status``; log a few per decade of the count."""
+        counts = self.counts
         counts.last.append(
             {
                 "time": time.time(),
                 "source": f"{peer.transport}:{peer.host}:{peer.port}",
-                "method": request.method,
-                "action": "rate-limited" if limited else ("dropped" if drop else "403"),
+                "method": method,
+                "action": action,
             }
         )
-        if counts.total <= 3 or counts.total % 100 == 0:
+        if counts.total <= 3 or counts.total >= self._next_log:
+            # 1, 2, 3, then 100, 200 ... 900, 1000, 2000 ...: a flood of a million
+            # requests writes some fifty lines, not ten thousand
+            step = 10 ** max(2, len(str(counts.total)) - 1)
+            self._next_log = (counts.total // step + 1) * step
             log.warning(
                 "refused %s from %s:%s:%d (not a registrar, proxy or allowed peer; %d so far)",
-                request.method,
+                method,
                 peer.transport,
                 peer.host,
                 peer.port,
                 counts.total,
             )
-        return drop
 
 
 # -- which hosts ------------------------------------------------------------------------

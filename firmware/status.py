@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from sipstack.call_events import CallInfo
     from sipstack.useragent import UserAgent
 
-__all__ = ["VERSION", "account_report", "call_report", "status_report"]
+__all__ = ["VERSION", "account_report", "call_report", "registration_error", "status_report"]
 
 VERSION = "0.1.0"
 
@@ -37,6 +37,7 @@ def status_report(app: App) -> dict[str, Any]:
             ),
             "default_interface": app.network.default_interface(),
             "links_up": sorted(snap.links_up),
+            "watch": app.network_watch,
         }
     counts = app.screen.counts
     return {
@@ -93,11 +94,14 @@ def account_report(
     settings: AccountSettings | None,
     event: RegStateChanged | None,
     seen: Mapping[str, tuple[str, int]],
+    failure: RegStateChanged | None = None,
 ) -> dict[str, Any]:
     """One account as ``intercom status`` shows it.
 
     ``settings`` are its config-file settings, ``event`` its last registration
-    event, ``seen`` where registrars saw our REGISTERs (by Call-ID, RFC 3581).
+    event, ``seen`` where registrars saw our REGISTERs (by Call-ID, RFC 3581),
+    ``failure`` its last failed registration event since it was last registered
+    (see :func:`registration_error`).
     """
     info = ua.acc_get_info(acc)
     account = ua.acc_get_account(acc)
@@ -117,12 +121,43 @@ def account_report(
         "contact": str(reg.contact) if reg is not None else None,
         "seen_as": None,
     }
-    if event is not None and not event.is_registered and event.status >= 300:
-        out["last_error"] = f"{event.status} {event.reason} {event.note}".strip()
+    out["last_error"] = registration_error(event, failure)
     if reg is not None and reg.call_id in seen:
         host, port = seen[reg.call_id]
         out["seen_as"] = f"{host}:{port}"
     return out
+
+
+def registration_error(
+    event: RegStateChanged | None, failure: RegStateChanged | None = None
+) -> str:
+    """Why an account is not registered, from its last registration event ("" if it is).
+
+    A refusal or failure (status 300 and up, or 408/503 made up for a timeout or
+    a transport error) shows with its status. A not-registered state after a 2xx
+    shows its note alone: the machine only leaves a binding with a 2xx as the last
+    answer when the binding expired with the refresh unanswered (the registrar is
+    gone: Timer F, RFC 3261 17.1.2.2, has up to 32 s to run before a 408), when a
+    2xx came too late or granted nothing, or while the Contact moves (network
+    change, RFC 3581 rewrite). Without it a user would see "registering", status
+    200 and no reason for half a minute. Before any answer (status 0), and after
+    a deliberate unregister, there is nothing to explain.
+
+    ``failure`` is the account's last failed event (kept by
+    :class:`~firmware.account_wiring.AccountWiring` until it registers): while
+    the retry after a refusal is out, the "registering" event repeats the
+    refusal's status but not its note (stale nonces, no credentials, a wrong
+    password), so the failure's words are shown instead.
+    """
+    if event is None or event.is_registered:
+        return ""
+    if event.status >= 300:
+        if failure is not None and event.state == "registering" and not failure.is_registered:
+            event = failure
+        return f"{event.status} {event.reason} {event.note}".strip()
+    if event.status >= 200 and event.state in ("registering", "retry-wait"):
+        return event.note
+    return ""
 
 
 def call_report(info: CallInfo) -> dict[str, Any]:

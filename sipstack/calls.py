@@ -130,6 +130,9 @@ class _Call:
         self.contact = contact
         self.raw = raw  # the application handles SDP itself
         self.session: InviteSession | None = None
+        # The INVITE being built, until the session exists: call_make_call asks the
+        # media factory for the offer first, and the factory may read call_get_info.
+        self.pending_invite: Request | None = None
         self.started = now
         self.connected: float | None = None
         self.ended: float | None = None
@@ -206,6 +209,7 @@ class CallManager:
         self._events: deque[CallEvent | _Release] = deque()
         self._flushing = False
         ua.add_request_handler(self._on_request)
+        ua.add_network_change_handler(self.handle_network_change)
         # RFC 3261 17.1.1.3 / 17.2.1: ACKs for 2xx and 2xx retransmissions that
         # outlived their transaction belong to the dialog layer.
         self.endpoint.on_ack = self._on_ack
@@ -262,6 +266,7 @@ class CallManager:
             raise LookupError(f"all {len(self._slots)} call slots are in use")
         invite = self.ua.acc_create_request(acc_id, "INVITE", dst_uri)
         call = _Call(slot, acc_id, Role.UAC, invite.contacts[0], self.loop.time(), bool(sdp_offer))
+        call.pending_invite = invite
         self._slots[slot] = call
         try:
             body = sdp_offer if sdp_offer is not None else self._new_offer(call)
@@ -281,6 +286,8 @@ class CallManager:
             if call.media_used:
                 self.media.close(slot)
             raise
+        finally:
+            call.pending_invite = None
         self._pump(call)
         return slot
 
@@ -363,6 +370,48 @@ class CallManager:
         assert call.local is not None
         self._reoffer(call, call.local.media_direction, hold=False)
 
+    def handle_network_change(self) -> None:
+        """Our address changed: re-INVITE every confirmed call from the new one.
+
+        The peer still sends RTP to the old ``c=`` address and in-dialog
+        requests (its BYE) to the old Contact, so without this a call would go
+        silent and could not be ended by the peer. The re-INVITE carries the
+        new Contact (RFC 3261 12.2.1.1 target refresh) and an SDP offer with the
+        new address (RFC 3264 8: a new version of our session description).
+        With no route at the moment (link down) a call is left as it is: the
+        link may come back with the same address, and a new one brings another
+        change. A call whose re-INVITE cannot go out now (an offer already in
+        progress, RFC 3261 14.1) is ended, so nothing is left hanging. Calls
+        not yet confirmed are not moved.
+        """
+        for call in self._sessions():
+            if call.retired or call.session is None or call.sess.state is not _S.CONFIRMED:
+                continue
+            dialog = call.sess.dialog
+            if call.raw or call.local is None or dialog is None:
+                continue
+            try:
+                contact = NameAddr.parse(
+                    self.ua.acc_create_uac_contact(call.acc_id, dialog.remote_target)
+                )
+            except ValueError as exc:  # no route to the peer at the moment
+                log.info("call %d: not moved to a new address: %s", call.slot, exc)
+                continue
+            if (contact.uri.host, contact.uri.port) == (
+                call.contact.uri.host,
+                call.contact.uri.port,
+            ):
+                continue  # this call's address did not change
+            log.info("call %d: address changed to %s, re-INVITE", call.slot, contact.uri.host)
+            call.contact = contact
+            call.sess.set_local_contact(contact)
+            call.local = dataclasses.replace(call.local, address=contact.uri.host)
+            try:
+                self._reoffer(call, call.local.media_direction, hold=call.local_hold)
+            except InviteSessionError as exc:
+                log.info("call %d: cannot re-INVITE (%s): ending it", call.slot, exc)
+                self.call_hangup(call.slot)
+
     def _require_sdp_control(self, call: _Call) -> None:
         if call.raw or call.local is None:
             raise ValueError(f"call {call.slot} uses raw SDP: send re-INVITEs yourself")
@@ -416,10 +465,12 @@ class CallManager:
     def call_get_info(self, call_id: int) -> CallInfo:
         """A snapshot of the call (state, parties, media, durations, RTP statistics)."""
         call = self._call(call_id)
-        session = call.sess
-        invite = session.invite
+        session = call.session
+        # Before the session exists (the media factory building the first offer)
+        # the INVITE being built says who calls whom; the state is still NULL.
+        invite = session.invite if session is not None else call.pending_invite
         assert invite is not None
-        dialog = session.dialog
+        dialog = session.dialog if session is not None else None
         if dialog is not None:
             local, remote = dialog.local_uri, dialog.remote_uri
         elif call.role is Role.UAC:
@@ -434,20 +485,20 @@ class CallManager:
             id=call_id,
             acc_id=call.acc_id,
             role=call.role,
-            state=session.state,
+            state=session.state if session is not None else _S.NULL,
             local_info=str(local),
             local_contact=str(call.contact),
             remote_info=str(remote),
             remote_uri=str(remote.uri),
             remote_contact=f"<{dialog.remote_target}>" if dialog is not None else None,
-            sip_call_id=session.call_id,
+            sip_call_id=session.call_id if session is not None else invite.call_id,
             last_status=call.last_status,
             last_reason=call.last_reason,
             media_status=call.media_status,
             media=call.negotiated,
             codec=f"{codec.name}/{codec.clock_rate}" if codec is not None else None,
-            local_sdp=session.local_sdp,
-            remote_sdp=session.remote_sdp,
+            local_sdp=session.local_sdp if session is not None else None,
+            remote_sdp=session.remote_sdp if session is not None else None,
             connect_duration=now - call.connected if call.connected is not None else 0.0,
             total_duration=now - call.started,
             rtp_stats=stats,

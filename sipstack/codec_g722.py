@@ -18,7 +18,6 @@ running at 16 kHz (:mod:`sipstack.plc`).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import weakref
 
 from .codecs import CodecInfo, CodecUnavailableError, load_native

@@ -14,7 +14,6 @@ internally. Lost frames are concealed by libopus's own PLC.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import weakref
 
 from .codecs import CodecError, CodecInfo, CodecUnavailableError, load_native

@@ -238,16 +238,23 @@ def load_native(
     naming the Debian package to install.
     """
     import ctypes
-    import ctypes.util
     import sys
 
-    candidates = [name] if name is not None else [soname]
-    if name is None:
-        found = ctypes.util.find_library(short_name)
-        if found and found not in candidates:
-            candidates.append(found)
+    first = name if name is not None else soname
+
+    def candidates() -> Iterator[str]:
+        yield first
+        if name is None:
+            # only when the usual soname fails: find_library runs ldconfig in a
+            # subprocess, and ctypes.util imports subprocess and tempfile
+            import ctypes.util
+
+            found = ctypes.util.find_library(short_name)
+            if found and found != first:
+                yield found
+
     errors: list[str] = []
-    for candidate in candidates:
+    for candidate in candidates():
         try:
             return wrap(ctypes.CDLL(candidate))
         except OSError as exc:
@@ -260,5 +267,5 @@ def load_native(
         else f"install {short_name}"
     )
     raise CodecUnavailableError(
-        f"{codec} needs {candidates[0]!r}, which cannot be loaded: {'; '.join(errors)}; {hint}"
+        f"{codec} needs {first!r}, which cannot be loaded: {'; '.join(errors)}; {hint}"
     )

@@ -25,13 +25,14 @@ appear in reprs, logs or exception messages.
 from __future__ import annotations
 
 import enum
-import hashlib
+import functools
+import importlib
 import logging
 import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sipstack.auth_header import Challenge, Credentials
 from sipstack.errors import SipStackError
@@ -123,8 +124,11 @@ def _sha512_words(iv: tuple[int, ...], data: bytes) -> tuple[int, ...]:
     return state
 
 
-# FIPS 180-4 5.3.6: SHA-512/t starts from SHA-512 run with H0 xor a5a5... over "SHA-512/t".
-_H512_256 = _sha512_words(tuple(h ^ 0xA5A5A5A5A5A5A5A5 for h in _H512), b"SHA-512/256")
+@functools.cache
+def _h512_256() -> tuple[int, ...]:
+    # FIPS 180-4 5.3.6: SHA-512/t starts from SHA-512 run with H0 xor a5a5... over
+    # "SHA-512/t". Worked out on first use: it is a pure-Python SHA-512 run.
+    return _sha512_words(tuple(h ^ 0xA5A5A5A5A5A5A5A5 for h in _H512), b"SHA-512/256")
 
 
 def sha512_256_py(data: bytes) -> bytes:
@@ -133,10 +137,12 @@ def sha512_256_py(data: bytes) -> bytes:
     Used only when the OpenSSL that hashlib links against lacks ``sha512_256``
     (some builds do); digest inputs are a few hundred bytes, so speed is moot.
     """
-    return b"".join(w.to_bytes(8, "big") for w in _sha512_words(_H512_256, data)[:4])
+    return b"".join(w.to_bytes(8, "big") for w in _sha512_words(_h512_256(), data)[:4])
 
 
 def _native_available(name: str) -> bool:
+    import hashlib
+
     try:
         hashlib.new(name)
     except ValueError:
@@ -144,8 +150,40 @@ def _native_available(name: str) -> bool:
     return True
 
 
-#: True when hashlib provides SHA-512/256 natively (checked once at import).
-NATIVE_SHA512_256 = _native_available("sha512_256")
+#: True when hashlib provides SHA-512/256 natively. Checked on first use (PEP 562
+#: ``__getattr__`` below): asking means loading OpenSSL's libcrypto.
+NATIVE_SHA512_256: bool
+
+
+def __getattr__(name: str) -> object:
+    if name == "NATIVE_SHA512_256":
+        value = _native_available("sha512_256")
+        globals()[name] = value  # a cache of a fact about this interpreter, set once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _native_sha512_256() -> bool:
+    known = globals().get("NATIVE_SHA512_256")
+    return bool(__getattr__("NATIVE_SHA512_256") if known is None else known)
+
+
+#: CPython's own MD5/SHA-256 (the ``_md5`` and ``_sha2``/``_sha256`` built-ins) where
+#: present: ``import hashlib`` loads OpenSSL's libcrypto, about 3.5 MiB of resident
+#: memory on a device that only needs MD5 for REGISTER (issue 6 benchmark).
+_BUILTIN_HASHES = {"md5": ("_md5",), "sha256": ("_sha2", "_sha256")}
+
+
+@functools.cache
+def _hash_constructor(name: str) -> Any:
+    for module in _BUILTIN_HASHES.get(name, ()):
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+
+    return functools.partial(hashlib.new, name)
 
 
 # ---------------------------------------------------------------------------
@@ -190,9 +228,9 @@ class Algorithm(enum.Enum):
 
     def hexdigest(self, data: bytes) -> str:
         """H(data) as lower-case hex (RFC 7616 section 3.4: ``H(data)``)."""
-        if self.hash_name == "sha512_256" and not NATIVE_SHA512_256:
+        if self.hash_name == "sha512_256" and not _native_sha512_256():
             return sha512_256_py(data).hex()
-        return hashlib.new(self.hash_name, data).hexdigest()
+        return str(_hash_constructor(self.hash_name)(data).hexdigest())
 
 
 #: Local policy (RFC 8760 section 2.4): strongest hash first.

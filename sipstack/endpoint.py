@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import TransportError
 from .ids import IdGenerator
 from .locate import FailureReason, LocateError, Target, TargetList
 from .loop import Loop, TimerHandle
 from .message import Request, Response
-from .resolver import Resolver
 from .timers import TimerConfig
 from .transaction import (
     AckReceived,
@@ -37,6 +37,10 @@ from .transaction_layer import TransactionLayer
 from .transport import TransportManager
 from .transport_base import Destination, Peer, is_ip_literal
 from .uri import URI
+
+if TYPE_CHECKING:
+    # DNS only when a server is named by host name: IP-literal set-ups never load it
+    from .resolver import Resolver
 
 __all__ = ["Endpoint", "IncomingRequest", "OutgoingRequest", "RequestFailure"]
 

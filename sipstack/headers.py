@@ -109,9 +109,18 @@ def unquote(value: str) -> str:
     return value
 
 
+#: Characters qdtext does not admit but quoted-pair does (RFC 3261 25.1): the
+#: controls other than HTAB, LF and CR, and DEL. LF and CR cannot be quoted at all.
+_NEEDS_QUOTED_PAIR = re.compile(r'[\\"\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+
+
 def quote(value: str) -> str:
-    """Make a quoted-string, escaping ``"`` and ``\\`` (RFC 3261 25.1 quoted-pair)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Make a quoted-string, escaping ``"``, ``\\`` and controls (RFC 3261 25.1 quoted-pair).
+
+    A display name parsed from ``"NUL:\\<NUL>"`` (RFC 4475 intmeth) must be
+    written back the same way: a raw NUL or BEL is not qdtext.
+    """
+    return '"' + _NEEDS_QUOTED_PAIR.sub(lambda m: "\\" + m.group(), value) + '"'
 
 
 def _split_params(text: str) -> dict[str, str | None]:
@@ -642,8 +651,13 @@ class Headers:
         # The caller's misuse, not a peer's: raise ValueError, never SipParseError.
         if not g.TOKEN_RE.fullmatch(name):
             raise ValueError(f"header name {name!r} is not a token")
-        if "\r" in value or "\n" in value or "\x00" in value:
-            raise ValueError(f"header {name} value contains CR, LF or NUL")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name} value contains CR or LF")
+        # RFC 3261 25.1: a NUL is legal only as a quoted-pair ("\\\x00" in a
+        # quoted display name, RFC 4475 3.1.1.3 intmeth). The parser accepts
+        # that, so a response copying such a To must be buildable too.
+        if "\x00" in value and g.BARE_NUL_RE.search(value):
+            raise ValueError(f"header {name} value contains a NUL outside a quoted-pair")
 
     def get(self, name: str) -> str | None:
         """The first value of ``name``, or None."""

@@ -302,6 +302,17 @@ class InviteSession(_UasSide):
             self._refuse_pending_reinvite()
             self._begin_bye(self._dialog, 200, "Normal call clearing", by_remote=False)
 
+    def set_local_contact(self, contact: NameAddr) -> None:
+        """Our address changed (the network did): use ``contact`` from now on.
+
+        It goes out in the next target refresh request (RFC 3261 12.2.1.1: a
+        re-INVITE's Contact is the dialog's new remote target for the peer) and
+        in our responses; the caller sends that re-INVITE.
+        """
+        self._local_contact = contact
+        if self._dialog is not None:
+            self._dialog.local_contact = contact
+
     def reinvite(self, sdp: bytes | None, now: float) -> None:
         """Send a re-INVITE with ``sdp`` (hold, unhold, new media) or, with None,
         our last SDP again (a refresh). Only when CONFIRMED and no other offer is

@@ -7,6 +7,12 @@ never block. Other threads (a vendor GPIO callback thread) may only call
 
 Modelled on CPython's ``asyncio.BaseEventLoop._run_once``: compute the timeout
 from the earliest timer, select, run due timers, then run ready callbacks.
+
+On Linux the loop drives ``select.epoll`` itself unless a selector is passed:
+a call wakes the loop 50 times a second, and ``selectors.EpollSelector.select``
+costs a ``SelectorKey`` look-up, a list and a rounding per wake-up on top of the
+same ``epoll_wait`` (a measurable share of a call's CPU; docs/benchmarks.md).
+An injected selector (tests) is used as before, through the same code path.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import contextlib
 import heapq
 import logging
 import os
+import select
 import selectors
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["Loop", "TimerHandle"]
@@ -27,6 +35,11 @@ __all__ = ["Loop", "TimerHandle"]
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], object]
+
+#: epoll event bits; as ``selectors.EpollSelector``, an error or hang-up
+#: (any bit but the other direction's) makes both registered directions ready.
+_EPOLLIN = getattr(select, "EPOLLIN", 0x001)
+_EPOLLOUT = getattr(select, "EPOLLOUT", 0x004)
 
 
 class TimerHandle:
@@ -64,6 +77,10 @@ class Loop:
         selector: selectors.BaseSelector | None = None,
     ) -> None:
         self._clock = clock
+        self._epoll: Any = None  # select.epoll when the loop drives epoll itself
+        if selector is None and hasattr(select, "epoll"):
+            self._epoll = select.epoll()
+            selector = _EpollRegistry(self._epoll)
         self._selector = selector if selector is not None else selectors.DefaultSelector()
         self._timers: list[_Entry] = []
         self._ready: collections.deque[Callback] = collections.deque()
@@ -199,32 +216,46 @@ class Loop:
                 timeout = max(0.0, timers[0][0] - self._clock())
             if max_wait is not None:
                 timeout = max_wait if timeout is None else min(timeout, max_wait)
-        for key, mask in self._selector.select(timeout):
-            fd = key.fd
-            if fd == self._wake_r:
-                self._drain_wakeup()
-                continue
-            handlers = self._handlers.get(fd)
-            if handlers is None:
-                continue
-            if mask & selectors.EVENT_READ and handlers[0] is not None:
-                self._run_callback(handlers[0])
-            # the read callback may have removed the writer (or closed the fd)
-            handlers = self._handlers.get(fd)
-            if mask & selectors.EVENT_WRITE and handlers is not None and handlers[1] is not None:
-                self._run_callback(handlers[1])
+        epoll = self._epoll
+        if epoll is not None:
+            # epoll_wait rounds the timeout up to whole ms, as selectors does.
+            for fd, event in epoll.poll(-1 if timeout is None else timeout):
+                self._dispatch(fd, event & ~_EPOLLOUT, event & ~_EPOLLIN)
+        else:
+            for key, mask in self._selector.select(timeout):
+                self._dispatch(key.fd, mask & selectors.EVENT_READ, mask & selectors.EVENT_WRITE)
         while self._threadsafe:
             self._ready.append(self._threadsafe.popleft())
         now = self._clock()
         timers = self._timers
+        ready = self._ready
         while timers and timers[0][0] <= now:
             handle = heapq.heappop(timers)[2]
             if not handle.cancelled:
                 handle.cancelled = True
-                self._ready.append(handle.callback)
+                ready.append(handle.callback)
         # Only run what is ready now; callbacks scheduled meanwhile wait a turn.
-        for _ in range(len(self._ready)):
-            self._run_callback(self._ready.popleft())
+        for _ in range(len(ready)):
+            callback = ready.popleft()
+            try:  # _run_callback(), inlined: this runs on every tick of every call
+                callback()
+            except Exception:
+                log.exception("callback %r raised; the loop goes on", callback)
+
+    def _dispatch(self, fd: int, readable: int, writable: int) -> None:
+        if fd == self._wake_r:
+            self._drain_wakeup()
+            return
+        handlers = self._handlers.get(fd)
+        if handlers is None:
+            return
+        if readable and handlers[0] is not None:
+            self._run_callback(handlers[0])
+        if writable:
+            # the read callback may have removed the writer (or closed the fd)
+            handlers = self._handlers.get(fd)
+            if handlers is not None and handlers[1] is not None:
+                self._run_callback(handlers[1])
 
     def _drain_wakeup(self) -> None:
         try:
@@ -254,6 +285,61 @@ class Loop:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _EpollRegistry(selectors.BaseSelector):
+    """Registration side of a loop-driven ``select.epoll`` (no ``select()``).
+
+    The loop polls the epoll object itself; this keeps ``register`` /
+    ``modify`` / ``unregister`` / ``close`` behaving as ``EpollSelector``'s do
+    (``KeyError`` for an unknown or repeated fd, a closed fd unregisters quietly).
+    """
+
+    def __init__(self, epoll: Any) -> None:
+        self._epoll = epoll
+        self._keys: dict[int, selectors.SelectorKey] = {}
+
+    @staticmethod
+    def _bits(events: int) -> int:
+        bits = 0
+        if events & selectors.EVENT_READ:
+            bits |= _EPOLLIN
+        if events & selectors.EVENT_WRITE:
+            bits |= _EPOLLOUT
+        return bits
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        fd = _fileno(fileobj)
+        if fd in self._keys:
+            raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
+        key = selectors.SelectorKey(fileobj, fd, events, data)
+        self._epoll.register(fd, self._bits(events))
+        self._keys[fd] = key
+        return key
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        key = self._keys.pop(_fileno(fileobj))
+        with contextlib.suppress(OSError):  # closed already: the kernel dropped it
+            self._epoll.unregister(key.fd)
+        return key
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        fd = _fileno(fileobj)
+        old = self._keys[fd]
+        key = selectors.SelectorKey(old.fileobj, fd, events, data)
+        self._epoll.modify(fd, self._bits(events))
+        self._keys[fd] = key
+        return key
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        raise NotImplementedError("the loop polls its epoll object directly")
+
+    def close(self) -> None:
+        self._keys.clear()
+        self._epoll.close()
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return types.MappingProxyType(self._keys)
 
 
 def _fileno(fd: int | Any) -> int:

@@ -14,16 +14,24 @@ a tone/WAV source and a WAV recorder: :func:`file_endpoint`). A call whose
 codec runs at another rate than the bridge (G.711 at 8 kHz on a 16 kHz bridge)
 is wrapped in resamplers. When the factory owns the media clock it ticks only
 while a call is up, so an idle intercom spends no CPU on audio.
+
+SRTP follows the account's :class:`~sipstack.srtp.SrtpPolicy` as PJSUA's
+``use_srtp`` and ``srtp_secure_signaling``: a call whose signalling is not
+secure enough for SDES keys sends none: an outgoing call is not made
+(:class:`~sipstack.srtp.SrtpNegotiationError`), an incoming one is answered 488.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sipstack.call_events import CallInfo
 from sipstack.codecs import CodecRegistry, default_registry
+from sipstack.invite_session import Role
 from sipstack.loop import Loop
 from sipstack.media_graph import (
     ClockMode,
@@ -43,8 +51,25 @@ from sipstack.media_session import (
     RtpPortAllocator,
 )
 from sipstack.offer_answer import CodecSpec, LocalMedia, NegotiatedMedia
+from sipstack.srtp import (
+    SecureSignaling,
+    SrtpContext,
+    SrtpMode,
+    SrtpNegotiationError,
+    SrtpPolicy,
+    srtp_offer,
+)
 
-__all__ = ["AudioEndpoint", "CallMediaEvent", "RtpMediaFactory", "file_endpoint"]
+__all__ = [
+    "AudioEndpoint",
+    "CallMediaEvent",
+    "CallSignalling",
+    "RtpMediaFactory",
+    "call_signalling",
+    "file_endpoint",
+]
+
+log = logging.getLogger(__name__)
 
 #: Default codec preference: G.711 first (cheapest, universal), then wideband.
 DEFAULT_CODECS = ("PCMU", "PCMA", "G722")
@@ -68,6 +93,32 @@ class CallMediaEvent:
 
     call_id: int
     event: MediaEvent
+
+
+@dataclass(frozen=True, slots=True)
+class CallSignalling:
+    """How one call's SIP travels, for PJSUA's ``srtp_secure_signaling`` check.
+
+    ``tls``: the hop to the next SIP element is TLS; ``sips``: the call is
+    ``sips:`` (TLS on every hop, RFC 3261 26.2.2); ``incoming``: we answer it.
+    """
+
+    tls: bool
+    sips: bool
+    incoming: bool
+
+
+def call_signalling(info: CallInfo) -> CallSignalling:
+    """A call's :class:`CallSignalling`, read from ``CallManager.call_get_info``.
+
+    PJSUA's ``get_secure_level``: ``sips:`` on the peer's URI or our Contact
+    is level 2; a Contact on a TLS transport (``;transport=tls``, which is how
+    our Contact names the transport the call uses) is level 1.
+    """
+    contact = info.local_contact.lower()
+    sips = info.remote_uri.lower().startswith("sips:") or "<sips:" in contact
+    tls = sips or ";transport=tls" in contact
+    return CallSignalling(tls=tls, sips=sips, incoming=info.role is Role.UAS)
 
 
 def file_endpoint(
@@ -98,13 +149,14 @@ def file_endpoint(
 
 
 class _Call:
-    __slots__ = ("session", "slot", "rate", "crypto", "keys")
+    __slots__ = ("session", "slot", "rate", "crypto", "mode", "keys")
 
-    def __init__(self, session: MediaSession, crypto: tuple[str, ...] | None) -> None:
+    def __init__(self, session: MediaSession, crypto: tuple[str, ...], mode: SrtpMode) -> None:
         self.session = session
         self.slot: int | None = None
         self.rate: int | None = None
         self.crypto = crypto  # our a=crypto lines, kept for re-offers (RFC 4568 6.1)
+        self.mode = mode
         self.keys: tuple[str, str] | None = None
 
 
@@ -119,9 +171,14 @@ class RtpMediaFactory:
     them the factory builds a bridge at ``sample_rate`` with ``endpoint`` as its
     audio port and paces it with its own loop-timer :class:`MediaClock` while
     calls are up. ``latch_after`` and ``rtcp_interval`` go to every
-    :class:`MediaSession`. ``srtp=True`` offers SDES keys (RFC 4568); keys a peer
-    answers with switch SRTP on. Set :attr:`on_dtmf` to
-    ``CallManager.on_media_dtmf`` so received digits reach the call layer.
+    :class:`MediaSession`. ``srtp`` is the account's :class:`SrtpPolicy` (SDES
+    keys, RFC 4568); ``True`` is OPTIONAL on any signalling (tests only: keys in
+    clear). ``signalling_of(call_id)`` says how a call's SIP travels, for the
+    policy's ``secure_signaling``; wire it (and :attr:`on_dtmf`) once the
+    :class:`~sipstack.calls.CallManager` exists::
+
+        factory.signalling_of = lambda c: call_signalling(calls.call_get_info(c))
+        factory.on_dtmf = calls.on_media_dtmf
     """
 
     def __init__(
@@ -139,7 +196,8 @@ class RtpMediaFactory:
         audio_slot: int | None = None,
         sample_rate: int = 16000,
         endpoint: AudioEndpoint | None = None,
-        srtp: bool = False,
+        srtp: SrtpPolicy | bool = False,
+        signalling_of: Callable[[int], CallSignalling] | None = None,
         rng: random.Random | None = None,
         on_event: Callable[[CallMediaEvent], None] | None = None,
         latch_after: int = 4,
@@ -160,7 +218,10 @@ class RtpMediaFactory:
         self.codecs: tuple[CodecSpec, ...] = tuple(specs)
         self.telephone_event = telephone_event
         self.ptime = ptime
-        self._srtp = srtp
+        if srtp is True:
+            srtp = SrtpPolicy(SrtpMode.OPTIONAL, SecureSignaling.NONE)
+        self.srtp: SrtpPolicy = srtp if isinstance(srtp, SrtpPolicy) else SrtpPolicy()
+        self.signalling_of = signalling_of
         self._rng = rng if rng is not None else random.Random()
         self.on_event = on_event
         self.on_dtmf: Callable[[int, str, int], None] | None = None
@@ -180,9 +241,16 @@ class RtpMediaFactory:
     # -- calls.MediaFactory ----------------------------------------------------------------
 
     def create_local_media(self, call_id: int) -> LocalMedia:
-        """Bind a socket pair for the call (once) and describe it for the SDP."""
+        """Bind a socket pair for the call (once) and describe it for the SDP.
+
+        Raises :class:`SrtpNegotiationError` for an outgoing call whose
+        signalling may not carry the SDES keys the policy needs (nothing is
+        bound then); an incoming one gets a description that accepts no
+        stream, which the call layer answers with 488 (as PJSUA does).
+        """
         call = self._calls.get(call_id)
         if call is None:
+            mode, crypto = self._keys_for(call_id)
             session = MediaSession(
                 self._loop,
                 self.registry,
@@ -194,7 +262,7 @@ class RtpMediaFactory:
                 latch_after=self._latch_after,
                 rtcp_interval=self._rtcp_interval,
             )
-            call = _Call(session, self._new_crypto() if self._srtp else None)
+            call = _Call(session, crypto, mode)
             self._calls[call_id] = call
         address = self._address_of(call_id) if self._address_of is not None else self.host
         return LocalMedia(
@@ -205,7 +273,33 @@ class RtpMediaFactory:
             ptime=self.ptime,
             rtcp_port=call.session.local_rtcp_port,
             crypto=call.crypto,
+            srtp=call.mode,
         )
+
+    def _keys_for(self, call_id: int) -> tuple[SrtpMode, tuple[str, ...]]:
+        """The call's SRTP mode and our a=crypto lines (one per suite, RFC 4568 5.1)."""
+        policy = self.srtp
+        if policy.mode is SrtpMode.DISABLED:
+            return SrtpMode.DISABLED, ()
+        if policy.secure_signaling is SecureSignaling.NONE:
+            tls = sips = incoming = False
+        elif self.signalling_of is None:
+            raise ValueError(
+                f"RtpMediaFactory: SRTP with secure_signaling={policy.secure_signaling.name}"
+                " needs signalling_of to tell how each call's SIP travels"
+            )
+        else:
+            how = self.signalling_of(call_id)
+            tls, sips, incoming = how.tls, how.sips, how.incoming
+        try:
+            mode = policy.mode_for_call(tls=tls, sips=sips)
+        except SrtpNegotiationError as exc:
+            if not incoming:
+                raise
+            # No keys in clear; MANDATORY without keys accepts no stream: 488.
+            log.warning("call %d: refusing the offer: %s", call_id, exc.reason)
+            return SrtpMode.MANDATORY, ()
+        return mode, srtp_offer(mode, policy.suites).crypto_lines
 
     def on_negotiated(self, call_id: int, media: NegotiatedMedia) -> None:
         """Start or update the call's stream and plug it into the bridge."""
@@ -216,8 +310,6 @@ class RtpMediaFactory:
         if media.local_crypto is not None and media.remote_crypto is not None:
             keys = (media.local_crypto, media.remote_crypto)
             if keys != call.keys:  # RFC 4568 7.1.4: new keys, new crypto context
-                from sipstack.srtp import SrtpContext
-
                 context = SrtpContext(*keys)
                 call.keys = keys
         call.session.apply(media, context)
@@ -268,11 +360,6 @@ class RtpMediaFactory:
             self.close(call_id)
 
     # -- internals --------------------------------------------------------------------------
-
-    def _new_crypto(self) -> tuple[str, ...]:
-        from sipstack.srtp import generate_crypto
-
-        return (str(generate_crypto()),)
 
     def _plug(self, call_id: int, call: _Call) -> None:
         session = call.session

@@ -9,7 +9,11 @@ loop, and is a *port* of the audio graph:
   tick (jitter buffer -> decode, or conceal, or silence);
 * :meth:`MediaSession.write` takes one frame to send per tick
   (encode -> :class:`~sipstack.rtp_session.RtpSender` -> ``sendto``), or an
-  RFC 4733 event packet in that slot while digits are queued.
+  RFC 4733 event packet in that slot while digits are queued. Packets are as
+  long as the peer's ``a=ptime`` asks (RFC 8866 6.4: 10-120 ms, cut from the
+  ticks' payloads) for G.711 and G.722; other codecs send one tick per packet.
+  Received packets must still be one tick long (the jitter buffer is
+  frame-based).
 
 The media clock (the audio device or a loop timer) calls both once per tick;
 the session itself never sleeps and keeps no timer for audio. Only RTCP has its
@@ -50,7 +54,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sipstack.codecs import Codec, CodecRegistry
-from sipstack.dtmf import DtmfReceiver, DtmfSender
+from sipstack.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from sipstack.jitter import Frame, JitterBuffer, JitterStats, Lost
 from sipstack.loop import Loop, TimerHandle
 from sipstack.offer_answer import NegotiatedMedia
@@ -261,6 +265,8 @@ class _Stream:
         "silence_payload",
         "can_send",
         "can_receive",
+        "packet_samples",
+        "pending",
     )
 
     def __init__(
@@ -289,6 +295,26 @@ class _Stream:
         self.silence_payload = codec.encode(self.silence_pcm)
         self.can_send = True
         self.can_receive = True
+        #: RTP samples per packet we send (the peer's a=ptime) and the encoded
+        #: audio waiting for a packet; see :meth:`set_packet_ptime`.
+        self.packet_samples = self.rtp_samples
+        self.pending = b""
+
+    def set_packet_ptime(self, ptime: int | None) -> None:
+        """Send ``ptime`` ms packets (RFC 8866 6.4: the peer's a=ptime) if we can.
+
+        Only a codec whose payload is one byte per RTP clock tick (G.711, and
+        G.722 whose RTP clock is 8000, RFC 3551 4.5.2) can be cut anywhere;
+        other codecs, and values outside 10-120 ms, keep one frame per packet.
+        """
+        samples = self.rtp_samples
+        if (
+            ptime is not None
+            and 10 <= ptime <= 120
+            and len(self.silence_payload) == self.rtp_samples
+        ):
+            samples = self.codec.clock_rate * ptime // 1000
+        self.packet_samples = samples
 
 
 class MediaSession:
@@ -423,6 +449,9 @@ class MediaSession:
         self._direction = media.direction
         stream.can_send = media.can_send
         stream.can_receive = media.can_receive
+        if stream.packet_samples != stream.rtp_samples or media.ptime != self.ptime:
+            self._drop_pending(stream)
+            stream.set_packet_ptime(media.ptime)
         self.state = MediaState.ACTIVE
         self._schedule_rtcp()
 
@@ -473,13 +502,14 @@ class MediaSession:
         sender = stream.sender
         dest = self._rtp_dest
         if not stream.can_send or dest is None:
+            self._drop_pending(stream)
             sender.skip(stream.rtp_samples)  # RFC 3550 5.1: the clock keeps running
             return
         if stream.dtmf_tx_active:  # digits were queued (the flag spares a call per tick)
             dtmf = stream.dtmf_tx
             if not dtmf.busy:
                 stream.dtmf_tx_active = False
-            elif (event := dtmf.tick(sender.timestamp)) is not None:
+            elif (event := self._dtmf_tick(stream)) is not None:
                 assert stream.event_pt is not None  # send_dtmf() checked
                 data = sender.send_other(
                     stream.event_pt, event.payload, event.timestamp, event.marker, now
@@ -488,6 +518,9 @@ class MediaSession:
                 self._send(self._rtp_sock, data, dest)
                 return
         payload = stream.silence_payload if frame is None else stream.codec.encode(frame)
+        if stream.packet_samples != stream.rtp_samples:
+            self._repacketise(stream, payload, now, dest)
+            return
         data = sender.send(payload, stream.rtp_samples, now)
         if self._srtp is not None:
             self._send(self._rtp_sock, data, dest)
@@ -496,6 +529,40 @@ class MediaSession:
             self._rtp_sock.sendto(data, dest)
         except OSError as exc:
             log.debug("RTP sendto %s failed: %s", dest, exc)
+
+    def _repacketise(self, stream: _Stream, payload: bytes, now: float, dest: Address) -> None:
+        """Send ``packet_samples`` packets cut from the ticks' payloads (peer's a=ptime).
+
+        One payload byte is one RTP clock tick here (see ``set_packet_ptime``),
+        so a packet's RTP timestamp is the sender's, and the wall-clock time of
+        its first sample (for RTCP SR, RFC 3550 6.4.1) lies ``len(buffer)``
+        ticks before the end of this tick's frame.
+        """
+        buf = stream.pending + payload if stream.pending else payload
+        size = stream.packet_samples
+        rate = stream.codec.clock_rate
+        start = now - (len(buf) - stream.rtp_samples) / rate
+        sock, sender = self._rtp_sock, stream.sender
+        while len(buf) >= size:
+            self._send(sock, sender.send(buf[:size], size, start), dest)
+            buf = buf[size:]
+            start += size / rate
+        stream.pending = buf
+
+    def _dtmf_tick(self, stream: _Stream) -> DtmfPacket | None:
+        # This tick's slot starts after the audio still waiting for a longer
+        # packet; an event packet drops that audio, taking over its time.
+        pending = stream.pending
+        event = stream.dtmf_tx.tick((stream.sender.timestamp + len(pending)) & 0xFFFFFFFF)
+        if event is not None and pending:
+            self._drop_pending(stream)
+        return event
+
+    @staticmethod
+    def _drop_pending(stream: _Stream) -> None:
+        if stream.pending:
+            stream.sender.skip(len(stream.pending))  # RFC 3550 5.1: the clock runs on
+            stream.pending = b""
 
     def read(self, now: float) -> bytes | None:
         """One tick of received audio: decoded or concealed; None for silence.

@@ -17,6 +17,12 @@ codec and payload types, and whether each direction may flow.
 
 We answer with a single codec (plus telephone-event), as PJSIP does by default:
 the RTP layer then never has to follow a peer that switches codec mid-stream.
+
+SDES keys (RFC 4568) follow :class:`~sipstack.srtp.SrtpMode` as PJSUA's
+``use_srtp``: MANDATORY offers RTP/SAVP and accepts only RTP/SAVP with a usable
+key; OPTIONAL offers RTP/AVP with ``a=crypto`` ("best effort", what PJSUA and
+baresip's ``mediaenc=srtp`` send) and answers a key wherever the offer has one
+we can use, under either profile; DISABLED never sends a key.
 """
 
 from __future__ import annotations
@@ -34,6 +40,13 @@ from sipstack.sdp import (
     RtpMap,
     SessionDescription,
     Timing,
+)
+from sipstack.srtp import (
+    CryptoAttribute,
+    CryptoAttributeError,
+    CryptoSuite,
+    SrtpMode,
+    parse_crypto,
 )
 
 __all__ = [
@@ -98,10 +111,12 @@ class LocalMedia:
 
     ``direction`` is what we want for the stream (``"sendonly"`` to hold,
     RFC 3264 8.4). ``crypto`` holds complete ``a=crypto`` values (RFC 4568
-    section 9.1, ``"1 AES_CM_128_HMAC_SHA1_80 inline:..."``); when given, our
-    offers use RTP/SAVP and we can accept a peer's RTP/SAVP offer. Whether
-    plain RTP is then still acceptable is the caller's policy (check
-    :attr:`NegotiatedMedia.remote_crypto`).
+    section 9.1, ``"1 AES_CM_128_HMAC_SHA1_80 inline:..."``), at most one per
+    suite: our keys. ``srtp`` says how they are used (see the module
+    docstring); left None it is MANDATORY with ``crypto`` and DISABLED
+    without. MANDATORY with no ``crypto`` is a stream that accepts nothing:
+    a call whose signalling may not carry keys (PJSUA's
+    ``srtp_secure_signaling``) is then answered 488, and cannot offer.
     """
 
     address: str
@@ -112,6 +127,7 @@ class LocalMedia:
     direction: Direction | str = Direction.SENDRECV
     rtcp_port: int | None = None
     crypto: Sequence[str] | None = None
+    srtp: SrtpMode | None = None
 
     def __post_init__(self) -> None:
         # Misuse by the caller: raise at once rather than write a broken offer.
@@ -135,6 +151,20 @@ class LocalMedia:
         object.__setattr__(self, "codecs", tuple(self.codecs))
         if self.crypto is not None:
             object.__setattr__(self, "crypto", tuple(self.crypto))
+        mode = self.srtp
+        if mode is None:
+            mode = SrtpMode.MANDATORY if self.crypto else SrtpMode.DISABLED
+            object.__setattr__(self, "srtp", mode)
+        if mode is SrtpMode.DISABLED and self.crypto:
+            raise ValueError("LocalMedia: a=crypto keys given but srtp is DISABLED")
+        if mode is SrtpMode.OPTIONAL and not self.crypto:
+            raise ValueError("LocalMedia: srtp OPTIONAL needs a=crypto keys to offer")
+
+    @property
+    def srtp_mode(self) -> SrtpMode:
+        """``srtp`` as resolved at construction (never None)."""
+        assert self.srtp is not None  # set by __post_init__
+        return self.srtp
 
     @property
     def media_direction(self) -> Direction:
@@ -227,6 +257,12 @@ def _skeleton(local: LocalMedia, session_id: int, version: int) -> SessionDescri
 
 
 def _offer_media(local: LocalMedia) -> MediaDescription:
+    mode = local.srtp_mode
+    if mode is SrtpMode.MANDATORY and not local.crypto:
+        raise ValueError(
+            "LocalMedia: SRTP is required but there are no keys we may send"
+            " (signalling not secure enough for SDES): nothing to offer"
+        )
     # Explicit and static numbers first, so that dynamic ones never collide with them.
     used: set[int] = set()
     fixed: list[int | None] = []
@@ -250,7 +286,9 @@ def _offer_media(local: LocalMedia) -> MediaDescription:
     media = MediaDescription(
         media="audio",
         port=local.port,
-        proto=_SECURE_RTP if local.crypto else _PLAIN_RTP,
+        # RFC 4568 5.1 puts a=crypto under RTP/SAVP; OPTIONAL offers RTP/AVP so that
+        # a peer without SRTP still takes the call (best effort, as PJSUA OPTIONAL).
+        proto=_SECURE_RTP if mode is SrtpMode.MANDATORY else _PLAIN_RTP,
         formats=[str(pt) for pt, _ in chosen] + [str(pt) for pt, _ in events],
     )
     for pt, codec in chosen:
@@ -353,12 +391,22 @@ def _choose(
     proto = offered.proto.upper()
     if proto not in (_PLAIN_RTP, _SECURE_RTP):
         return None
+    mode = local.srtp_mode
+    # As PJSUA: DISABLED refuses RTP/SAVP, MANDATORY refuses RTP/AVP even with
+    # a=crypto (RFC 3264 6: the answer cannot change the offered profile).
+    if (mode is SrtpMode.DISABLED and proto == _SECURE_RTP) or (
+        mode is SrtpMode.MANDATORY and proto == _PLAIN_RTP
+    ):
+        return None
     local_crypto = remote_crypto = None
-    if proto == _SECURE_RTP:
+    if mode is not SrtpMode.DISABLED:
+        # Under RTP/AVP the keys are best effort: without a usable one the
+        # stream is plain RTP; under RTP/SAVP one is required (RFC 4568 7.1.2).
         pair = _match_crypto(offered.crypto, local.crypto or ())
-        if pair is None:
+        if pair is not None:
+            local_crypto, remote_crypto = pair
+        elif proto == _SECURE_RTP:
             return None
-        local_crypto, remote_crypto = pair
     connection = offer.connection_for(offered)
     if connection is None or connection.addrtype.upper() not in ("IP4", "IP6"):
         return None
@@ -389,17 +437,25 @@ def _choose_events(
 
 
 def _match_crypto(offered: Sequence[str], ours: Sequence[str]) -> tuple[str, str] | None:
-    """RFC 4568 section 7.1.2: take the first offered suite we have; answer with its tag."""
-    by_suite: dict[str, list[str]] = {}
+    """RFC 4568 7.1.2: the first offered line we can key, answered with its tag and our key.
+
+    A line that is malformed, of a suite we have no key for, or using what
+    :class:`~sipstack.srtp.SrtpContext` cannot do (MKI, KDR...) is skipped.
+    """
+    by_suite: dict[CryptoSuite, CryptoAttribute] = {}
     for line in ours:
-        parts = line.split()
-        if len(parts) >= 3:
-            by_suite.setdefault(parts[1].upper(), parts)
+        mine = parse_crypto(line)  # our own keys: a bad one is the caller's bug
+        by_suite.setdefault(mine.suite, mine)
     for line in offered:
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].isdigit() and parts[1].upper() in by_suite:
-            mine = by_suite[parts[1].upper()]
-            return " ".join([parts[0], *mine[1:]]), line
+        try:
+            theirs = parse_crypto(line)
+            theirs.check_usable()
+        except CryptoAttributeError:
+            continue
+        mine_for_suite = by_suite.get(theirs.suite)
+        if mine_for_suite is not None:
+            answer = CryptoAttribute(theirs.tag, theirs.suite, mine_for_suite.keys)
+            return str(answer), line
     return None
 
 
@@ -535,21 +591,50 @@ def _read_answer(
             events = _parse_events(theirs.fmtp(pt)) & SUPPORTED_EVENTS
             event_pt = pt if events else None
             break
-    local_crypto = remote_crypto = None
-    if ours.proto.upper() == _SECURE_RTP:
-        if theirs.proto.upper() != _SECURE_RTP or not theirs.crypto:
-            raise OfferAnswerError(f"m= line {index + 1}: RTP/SAVP accepted without a=crypto")
-        remote_crypto = theirs.crypto[0]
-        tag = remote_crypto.split()[0]
-        local_crypto = next((c for c in ours.crypto if c.split()[0] == tag), None)
-        if local_crypto is None:
-            raise OfferAnswerError(f"m= line {index + 1}: a=crypto tag {tag} was not offered")
+    local_crypto, remote_crypto = _read_answer_crypto(ours, theirs, index)
     offer_dirn = offer.direction_for(ours)
     answer_dirn = _effective_direction(answer, theirs)
     our_dirn = offer_dirn & answer_dirn.reversed()
     choice = _Choice(codec, event_pt, events, local_crypto, remote_crypto)
     on_hold = offer_dirn.sends and not answer_dirn.receives
     return _negotiated(answer, theirs, index, choice, our_dirn, ours.ptime or 20, on_hold)
+
+
+def _read_answer_crypto(
+    ours: MediaDescription, theirs: MediaDescription, index: int
+) -> tuple[str | None, str | None]:
+    """(our key, their key) from the answer, or (None, None) for plain RTP.
+
+    RFC 4568 7.1.3: an answer that accepts SRTP has exactly one crypto line,
+    with a tag and suite we offered. Our RTP/SAVP offer must be answered so;
+    our best-effort RTP/AVP offer may be answered without keys (plain RTP).
+    """
+    line = f"m= line {index + 1}"
+    if not ours.crypto:
+        return None, None  # we sent no keys: any in the answer mean nothing
+    if not theirs.crypto:
+        if ours.proto.upper() == _SECURE_RTP:
+            raise OfferAnswerError(f"{line}: RTP/SAVP accepted without a=crypto")
+        return None, None  # best effort declined: plain RTP
+    if len(theirs.crypto) != 1:
+        raise OfferAnswerError(
+            f"{line}: answer has {len(theirs.crypto)} a=crypto lines (RFC 4568 7.1.3: one)"
+        )
+    try:
+        remote = parse_crypto(theirs.crypto[0])
+        remote.check_usable()
+    except CryptoAttributeError as exc:
+        raise OfferAnswerError(f"{line}: unusable a=crypto in the answer: {exc}") from None
+    for mine in ours.crypto:
+        try:
+            offered = parse_crypto(mine)
+        except CryptoAttributeError:
+            continue
+        if offered.tag == remote.tag and offered.suite is remote.suite:
+            return mine, theirs.crypto[0]
+    raise OfferAnswerError(
+        f"{line}: answer's a=crypto tag {remote.tag} {remote.suite.value} was not offered"
+    )
 
 
 # -- RFC 4733 event lists -----------------------------------------------------------

@@ -15,12 +15,15 @@ expat is driven directly so no entity is ever resolved.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import NoReturn
-from xml.parsers import expat
+from typing import TYPE_CHECKING, NoReturn
 
 from sipstack.errors import SipStackError
+
+if TYPE_CHECKING:
+    # parsing imports these (ElementTree and expat, ~0.7 MiB): every account has a
+    # presence notifier, few devices ever receive a PIDF body
+    import xml.etree.ElementTree as ET
 
 __all__ = [
     "CONTENT_TYPE",
@@ -215,6 +218,9 @@ def _refuse_entity(*_args: object) -> NoReturn:
 
 def _to_tree(body: bytes, max_size: int) -> ET.Element:
     """Parse ``body`` with expat into an ElementTree, refusing DTDs and entities."""
+    import xml.etree.ElementTree as ET
+    from xml.parsers import expat
+
     if len(body) > max_size:
         raise PidfError(f"PIDF document of {len(body)} bytes exceeds {max_size}")
     builder = ET.TreeBuilder()

@@ -135,6 +135,15 @@ class _Pending:
     auth_rounds: int
 
 
+def _says_stale(response: Response) -> bool:
+    """True if a 401/407 carries a challenge with ``stale=true`` (RFC 7616 3.3)."""
+    try:
+        challenges = [*response.www_authenticate, *response.proxy_authenticate]
+    except SipParseError:
+        return False
+    return any(c.params.get("stale", "").lower() == "true" for c in challenges)
+
+
 class Registration:
     """Keeps one Contact registered for one account; see the module docstring.
 
@@ -489,6 +498,15 @@ class Registration:
             problem = "the registrar wants authentication and no credentials are configured"
         elif pending.auth_rounds >= _MAX_AUTH_ROUNDS:
             problem = f"still challenged after {pending.auth_rounds} authenticated attempts"
+            if _says_stale(response):
+                # RFC 7616 3.3: stale=true means our credentials were right and only
+                # the nonce was not; a registrar that says so of every fresh nonce is
+                # broken (nonce lifetime, clock), and the user must not be sent to
+                # check a password that is fine.
+                problem = (
+                    f"the registrar called {pending.auth_rounds} fresh nonces in a row stale"
+                    " (stale=true): its nonces expire too soon; the password is not in question"
+                )
         else:
             try:
                 self._auth.handle_challenge(request, response)

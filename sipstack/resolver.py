@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import random
-import secrets
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -148,9 +147,13 @@ def _read_text(path: str | os.PathLike[str] | None, what: str) -> str:
 def _sockaddr(server: str | tuple[str, int]) -> tuple[int, tuple[object, ...]]:
     host, port = (server, DNS_PORT) if isinstance(server, str) else server
     # AI_NUMERICHOST: parse only (and get an IPv6 scope id right); never a look-up.
+    # The host goes in as bytes: a str would be IDNA-encoded first, which imports
+    # encodings.idna, stringprep and unicodedata (~0.35 MiB) for an IP literal.
     try:
-        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)
-    except socket.gaierror as exc:
+        info = socket.getaddrinfo(
+            host.encode("ascii"), port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+        )
+    except (socket.gaierror, UnicodeEncodeError) as exc:
         raise ValueError(f"nameserver {host!r} is not a numeric IP address") from exc
     family, _, _, _, sockaddr = info[0]
     return int(family), tuple(sockaddr)
@@ -229,7 +232,9 @@ class _Query:
         self.sock = sock
         sock.setblocking(False)
         sock.connect(sockaddr)
-        self.query_id = secrets.randbits(16)
+        # RFC 5452 9.2: an unpredictable ID. os.urandom is what secrets.randbits
+        # reads; importing secrets would load hmac and OpenSSL's libcrypto.
+        self.query_id = int.from_bytes(os.urandom(2), "big")
         payload = self.resolver.edns_payload if self.edns else None
         sock.send(encode_query(self.query_id, self.question, edns_payload=payload))
         self.resolver.loop.add_reader(sock, self._on_readable)

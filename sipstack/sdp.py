@@ -429,9 +429,14 @@ class MediaDescription(_AttributeList):
 
     def _milliseconds(self, name: str) -> int | None:
         value = self.get_attribute(name)
-        if value is None or not _PTIME_RE.fullmatch(value.strip()):
+        if value is None:
             return None
-        millis = round(float(value))
+        # Only SP/HTAB around the number: str.strip() also eats \x1c-\x1f,
+        # which float() refuses (a fuzzed "a=ptime:\x1f20" raised ValueError).
+        text = value.strip(" \t")
+        if not _PTIME_RE.fullmatch(text):
+            return None
+        millis = round(float(text))
         return millis if 1 <= millis <= 10000 else None
 
 

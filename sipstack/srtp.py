@@ -32,13 +32,16 @@ import base64
 import binascii
 import enum
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import pylibsrtp
+from typing import TYPE_CHECKING
 
 from sipstack.errors import SipStackError
+
+if TYPE_CHECKING:
+    # imported where a context is built: libsrtp and its libcrypto cost ~5 MiB
+    # resident, which a device that never negotiates RTP/SAVP need not pay
+    import pylibsrtp
 
 __all__ = [
     "DEFAULT_SUITES",
@@ -73,6 +76,14 @@ _RTCP_HEADER = 8
 TokenBytes = Callable[[int], bytes]
 
 
+def _token_bytes(n: int) -> bytes:
+    """:func:`secrets.token_bytes`, imported on first use (``secrets`` pulls in
+    ``hmac`` and OpenSSL's libcrypto)."""
+    import secrets
+
+    return secrets.token_bytes(n)
+
+
 # -- suites ---------------------------------------------------------------------------
 
 
@@ -105,6 +116,8 @@ class CryptoSuite(enum.Enum):
 
     @property
     def _profile(self) -> int:
+        import pylibsrtp
+
         profiles: dict[CryptoSuite, int] = {
             CryptoSuite.AES_CM_128_HMAC_SHA1_80: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
             CryptoSuite.AES_CM_128_HMAC_SHA1_32: pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
@@ -290,7 +303,7 @@ def generate_crypto(
     suite: CryptoSuite = CryptoSuite.AES_CM_128_HMAC_SHA1_80,
     tag: int = 1,
     *,
-    token_bytes: TokenBytes = secrets.token_bytes,
+    token_bytes: TokenBytes = _token_bytes,
 ) -> CryptoAttribute:
     """A crypto attribute with a fresh master key and salt (RFC 4568 6.1, RFC 3711 8.1).
 
@@ -364,10 +377,11 @@ class SrtpPolicy:
         """The mode for one call, given how its signalling travels.
 
         ``tls``: the hop to the next SIP element is TLS; ``sips``: the request
-        URI is ``sips:`` (TLS end to end). As PJSUA: when the requirement is not
-        met, OPTIONAL falls back to plain RTP, and MANDATORY cannot go ahead:
-        :class:`SrtpNegotiationError` with status 488 (for an incoming call; an
-        outgoing one is not made).
+        URI is ``sips:`` (TLS end to end). As PJSUA (``pjsua_media.c`` compares
+        the call's security level with ``srtp_secure_signaling`` for OPTIONAL
+        and MANDATORY alike): when the requirement is not met no key is sent
+        and the call cannot go ahead: :class:`SrtpNegotiationError` with
+        status 488 (an incoming call is answered so; an outgoing one is not made).
         """
         if self.mode is SrtpMode.DISABLED:
             return self.mode
@@ -379,11 +393,11 @@ class SrtpPolicy:
         )
         if met:
             return self.mode
-        if self.mode is SrtpMode.OPTIONAL:
-            return SrtpMode.DISABLED
+        have = "sips: (TLS end to end)" if sips else "TLS" if tls else "not TLS"
         raise SrtpNegotiationError(
-            f"SRTP is mandatory but signalling is not secure enough for SDES keys"
-            f" (srtp_secure_signaling={needed.name})"
+            f"SRTP is {self.mode.value} but this call's signalling ({have}) is not secure "
+            f"enough to carry SDES keys (srtp_secure_signaling={needed.value}: "
+            f"{needed.name} required)"
         )
 
 
@@ -426,7 +440,7 @@ def srtp_offer(
     mode: SrtpMode,
     suites: Sequence[CryptoSuite] = DEFAULT_SUITES,
     *,
-    token_bytes: TokenBytes = secrets.token_bytes,
+    token_bytes: TokenBytes = _token_bytes,
 ) -> SrtpOffer:
     """Our offer's profile and crypto lines, one per suite, tags 1, 2, ... (RFC 4568 5.1)."""
     if mode is SrtpMode.DISABLED:
@@ -448,7 +462,7 @@ def srtp_answer(
     offered_crypto: Sequence[str],
     suites: Sequence[CryptoSuite] = DEFAULT_SUITES,
     *,
-    token_bytes: TokenBytes = secrets.token_bytes,
+    token_bytes: TokenBytes = _token_bytes,
 ) -> SrtpNegotiated:
     """Choose SRTP or plain RTP for a peer's offered audio stream.
 
@@ -588,11 +602,15 @@ class SrtpContext:
                 f"{remote.suite.value}"
             )
         self.suite = local.suite
+        import pylibsrtp
+
         self._outbound = pylibsrtp.Session(self._policy(local, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
         self._inbound = pylibsrtp.Session(self._policy(remote, pylibsrtp.Policy.SSRC_ANY_INBOUND))
 
     @staticmethod
     def _policy(crypto: CryptoAttribute, ssrc_type: int) -> pylibsrtp.Policy:
+        import pylibsrtp
+
         return pylibsrtp.Policy(
             key=crypto.master_key_salt, ssrc_type=ssrc_type, srtp_profile=crypto.suite._profile
         )
@@ -628,8 +646,14 @@ class SrtpContext:
     def _run(operation: Callable[[bytes], bytes], packet: bytes, what: str) -> bytes:
         try:
             return operation(bytes(packet))
-        except pylibsrtp.Error as exc:
-            message = str(exc)
-            raise SrtpError(f"{what}: {message}", _failure_of(message)) from None
         except ValueError as exc:  # pylibsrtp: "packet is too long" for its 1500-byte buffer
             raise SrtpError(f"{what}: {exc}", SrtpFailure.MALFORMED) from None
+        except Exception as exc:
+            # pylibsrtp.Error (not a ValueError), named here rather than in the
+            # except clause: the module is imported lazily, see the imports above
+            import pylibsrtp
+
+            if not isinstance(exc, pylibsrtp.Error):
+                raise
+            message = str(exc)
+            raise SrtpError(f"{what}: {message}", _failure_of(message)) from None

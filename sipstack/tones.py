@@ -204,8 +204,19 @@ class ToneGenerator:
         spec = self._spec
         if spec is None:
             return None
-        pieces: list[bytes] = []
         wanted = self.frame_samples
+        left = self._left
+        if wanted < left:
+            # Fast path (all but the last frame of a segment): one slice of the
+            # period table, no list, no join; the fallback below handles the rest.
+            segment = spec.segments[self._segment]
+            if segment.frequencies:
+                table, period = self._tables[(segment.frequencies, segment.level_dbfs)]
+                phase = self._phase
+                self._left = left - wanted
+                self._phase = (phase + wanted) % period
+                return table[2 * phase : 2 * (phase + wanted)]
+        pieces: list[bytes] = []
         while wanted:
             segment = spec.segments[self._segment]
             take = min(wanted, self._left)

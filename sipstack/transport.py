@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import SipParseError, TransportError
 from .headers import Via
@@ -22,6 +22,9 @@ from .message import Request, Response, parse_message
 from .transport_base import DEFAULT_PORTS, Destination, Peer, RateLimitedLog, TransportStats
 from .transport_stream import StreamConnection, StreamTransport
 from .transport_udp import UdpTransport
+
+if TYPE_CHECKING:
+    import ssl  # loaded only with TLS: it maps OpenSSL (~4 MiB resident)
 
 __all__ = ["TransportManager", "TransportInfo", "MTU_THRESHOLD"]
 
@@ -306,8 +309,13 @@ class TransportManager:
         return self.local_address_for(self._get(transport_id), remote_host)
 
     def forget_routes(self) -> None:
-        """Drop cached source addresses (the network changed)."""
+        """The network changed: drop cached source addresses, and close stream
+        connections left on an address we no longer have (they would swallow
+        the next request silently; see :meth:`StreamTransport.close_stranded`)."""
         self._route_cache.clear()
+        for transport in self._transports:
+            if isinstance(transport, StreamTransport):
+                transport.close_stranded()
 
     def send_raw(
         self,
@@ -406,6 +414,10 @@ def error_response_from_raw(data: bytes, status: int, reason: str) -> bytes | No
             continue
         canon = _ECHOED.get(name.strip().lower())
         if canon is None:
+            continue
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            # A bare CR/LF or NUL would make our answer a different message (or a
+            # header injection); without the line, a missing Via/CSeq drops it.
             continue
         if canon != b"Via" and canon in seen:
             continue

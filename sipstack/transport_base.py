@@ -81,6 +81,7 @@ class TransportStats:
     connections_opened: int = 0
     connections_closed: int = 0
     keepalives_answered: int = 0
+    keepalive_failures: int = 0  # flows failed for want of a pong (RFC 5626 4.4.1)
 
 
 @dataclass

@@ -5,6 +5,14 @@ the loop like plain TCP bytes: nothing ever blocks, and a slow or silent peer
 costs a buffer, not a thread. Connections are reused per remote address
 (RFC 3261 18.1.1 / 18.2.2), answer RFC 5626 CRLF keep-alives, close when idle,
 and are dropped on garbage or oversized messages (bounded buffers).
+
+A flow can die without a FIN or RST (a NAT box or firewall forgets it, a
+cable is pulled at the far end): the kernel would keep retransmitting for
+many minutes while we believe we are registered. So our own CRLF pings are
+timed (RFC 5626 4.4.1): once the peer has shown it answers pings with a pong,
+a ping met with silence for ``keepalive_timeout`` seconds fails the flow, which
+closes it as an error and lets the layers above connect and register again.
+A peer that never answered a ping (no RFC 5626 support) is not held to it.
 """
 
 from __future__ import annotations
@@ -14,21 +22,29 @@ import errno
 import itertools
 import logging
 import socket
-import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .errors import SipParseError, TransportError
 from .framer import KeepAlivePing, KeepAlivePong, StreamFramer
 from .loop import Loop, TimerHandle
 from .transport_base import Destination, Peer, RateLimitedLog, TransportStats
 
-__all__ = ["StreamTransport", "StreamConnection", "ConnState"]
+if TYPE_CHECKING:
+    # imported where TLS is used: plain UDP/TCP never pays for OpenSSL (~4 MiB resident)
+    import ssl
+
+__all__ = ["StreamTransport", "StreamConnection", "ConnState", "address_is_ours"]
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 #: Wire bytes queued per connection before we give up on a peer that never reads.
 MAX_OUTBOUND = 1024 * 1024
+#: RFC 5626 4.4.1: "If a pong is not received within 10 seconds after sending a
+#: ping ... the client MUST treat the flow as failed."
+KEEPALIVE_TIMEOUT = 10.0
+PING = b"\r\n\r\n"
 
 DataHandler = Callable[[bytes, Peer], None]
 ClosedHandler = Callable[["StreamConnection", str], None]
@@ -69,6 +85,9 @@ class StreamConnection:
         self._wire_out = bytearray()  # bytes ready for the socket
         self._pending_plain: list[tuple[bytes, ErrorHandler | None]] = []
         self.last_activity = transport.loop.time()
+        self.pongs = 0  # keep-alive pongs received: the peer speaks RFC 5626 4.4.1
+        self._awaiting_pong = False
+        self._pong_timer: TimerHandle | None = None
         self.peer = Peer(transport.name, remote[0], remote[1], conn_id)
         local = sock.getsockname()
         self.local: tuple[str, int] = (local[0], local[1])
@@ -111,6 +130,8 @@ class StreamConnection:
             self._handshake()
 
     def _handshake(self) -> None:
+        import ssl
+
         assert self._tls is not None
         try:
             self._tls.do_handshake()
@@ -138,11 +159,34 @@ class StreamConnection:
         if self.state is ConnState.CLOSED:
             raise TransportError(f"{self.transport.name} connection to {self.remote} is closed")
         self.last_activity = self.transport.loop.time()
+        if data == PING:
+            self._await_pong()
         if self.state is not ConnState.OPEN:
             self._pending_plain.append((data, on_error))
             return
         self._queue_plain(data)
         self._flush()
+
+    def _await_pong(self) -> None:
+        # RFC 5626 4.4.1: a ping starts the 10 s wait for its pong (one wait at a
+        # time: a second ping before the pong does not extend the first one's).
+        self._awaiting_pong = True
+        if self._pong_timer is None and self.pongs > 0:
+            self._pong_timer = self.transport.loop.call_later(
+                self.transport.keepalive_timeout, self._pong_missing
+            )
+
+    def _pong_missing(self) -> None:
+        self._pong_timer = None
+        self.transport.stats.keepalive_failures += 1
+        log.info(
+            "%s flow to %s:%d failed: no keep-alive pong within %.0f s (RFC 5626 4.4.1)",
+            self.transport.name,
+            self.remote[0],
+            self.remote[1],
+            self.transport.keepalive_timeout,
+        )
+        self.close("no keep-alive pong", error=True)
 
     def _queue_plain(self, data: bytes) -> None:
         if self._tls is not None:
@@ -201,6 +245,8 @@ class StreamConnection:
         if self._tls is None:
             self._feed(data)
             return
+        import ssl
+
         assert self._tls_in is not None
         self._tls_in.write(data)
         if self.state is ConnState.HANDSHAKING:
@@ -227,7 +273,27 @@ class StreamConnection:
         if plain:
             self._feed(bytes(plain))
 
+    def _got_pong(self) -> None:
+        self._awaiting_pong = False
+        self.pongs += 1
+        if self._pong_timer is not None:
+            self._pong_timer.cancel()
+            self._pong_timer = None
+
     def _feed(self, data: bytes) -> None:
+        if (
+            self._awaiting_pong
+            and data.startswith(b"\r\n")
+            and not data.startswith(PING)
+            and self._framer.buffered == 0
+        ):
+            # The lone CRLF answering our ping. Taken here, not by the framer: after
+            # one pong the framer reads the next lone CRLF as the end of a ping split
+            # across reads (and we would answer our own pong with another).
+            self._got_pong()
+            data = data[2:]
+            if not data:
+                return
         try:
             items = self._framer.feed(data)
         except SipParseError as exc:
@@ -250,7 +316,7 @@ class StreamConnection:
                 self.transport.stats.keepalives_answered += 1
                 self.send(b"\r\n")
             elif isinstance(item, KeepAlivePong):
-                pass
+                self._got_pong()
             else:
                 self.transport.stats.received += 1
                 self.transport.on_data(item, self.peer)
@@ -262,6 +328,9 @@ class StreamConnection:
         if self.state is ConnState.CLOSED:
             return
         self.state = ConnState.CLOSED
+        if self._pong_timer is not None:
+            self._pong_timer.cancel()
+            self._pong_timer = None
         loop = self.transport.loop
         loop.remove_reader(self._sock)
         loop.remove_writer(self._sock)
@@ -276,11 +345,28 @@ class StreamConnection:
         self.transport.connection_closed(self, reason)
 
 
+def address_is_ours(host: str) -> bool:
+    """True unless the kernel says ``host`` is not an address of this host now
+    (binding a probe socket to it fails with EADDRNOTAVAIL)."""
+    if host in ("", "0.0.0.0", "::"):
+        return True  # not bound yet (still connecting)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            return exc.errno != errno.EADDRNOTAVAIL
+    return True
+
+
 class StreamTransport:
     """A TCP or TLS transport: optional listener and a table of connections.
 
     ``server_context`` makes it TLS on the accepting side, ``client_context``
-    on the connecting side (both ``None`` = plain TCP).
+    on the connecting side (both ``None`` = plain TCP). ``keepalive_timeout``
+    is how long a pong may take (RFC 5626 4.4.1); ``is_local_address(host)``
+    says whether an address is still ours (default: ask the kernel), for
+    :meth:`close_stranded`.
     """
 
     def __init__(
@@ -299,6 +385,8 @@ class StreamTransport:
         max_message_size: int = 65536,
         on_closed: ClosedHandler | None = None,
         stats: TransportStats | None = None,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        is_local_address: Callable[[str], bool] | None = None,
     ) -> None:
         if name not in ("tcp", "tls"):
             raise ValueError(f"stream transport must be tcp or tls, not {name!r}")
@@ -312,6 +400,8 @@ class StreamTransport:
         self.server_context = server_context
         self.client_context = client_context
         self.idle_timeout = idle_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self._is_local_address = is_local_address or address_is_ours
         self.max_connections = max_connections
         self.max_message_size = max_message_size
         self.stats = stats if stats is not None else TransportStats()
@@ -386,6 +476,20 @@ class StreamTransport:
         for conn in list(self._by_id.values()):
             conn.close("transport shut down")
 
+    def close_stranded(self) -> int:
+        """Close connections whose local address this host no longer has.
+
+        After a renumbering (DHCP gave us another address) a connection from
+        the old address can neither send nor receive, yet the kernel reports no
+        error for minutes. Closing it (as an error: queued sends fail) lets the
+        next request open a connection from the new address. Returns the count.
+        """
+        ours = self._is_local_address
+        stranded = [c for c in self._by_id.values() if not ours(c.local[0])]
+        for conn in stranded:
+            conn.close(f"local address {conn.local[0]} is gone", error=True)
+        return len(stranded)
+
     # -- internals --------------------------------------------------------------
 
     def _connect(self, dest: Destination) -> StreamConnection:
@@ -407,6 +511,8 @@ class StreamTransport:
             )
         conn = StreamConnection(self, sock, next(self._ids), (dest.host, dest.port), None, True)
         if self.name == "tls":
+            import ssl
+
             assert self.client_context is not None
             tls_in, tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
             tls = self.client_context.wrap_bio(
@@ -440,6 +546,8 @@ class StreamTransport:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = StreamConnection(self, sock, next(self._ids), (addr[0], addr[1]), None, False)
             if self.server_context is not None:
+                import ssl
+
                 tls_in, tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
                 conn.attach_tls(
                     self.server_context.wrap_bio(tls_in, tls_out, server_side=True),

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import random
-import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .account import Account, ContactSource
 from .account_config import (
@@ -46,11 +46,15 @@ from .presence_notifier import (
     SubscriptionTerminated,
     check_subscribe,
 )
-from .resolver import Resolver
 from .timers import TimerConfig
 from .transport_base import is_ip_literal
 from .uas_policy import UasPolicy
 from .uri import URI, parse_uri
+
+if TYPE_CHECKING:
+    import ssl  # loaded only with TLS: it maps OpenSSL (~4 MiB resident)
+
+    from .resolver import Resolver
 
 __all__ = ["UserAgent", "DEFAULT_USER_AGENT"]
 
@@ -102,6 +106,7 @@ class UserAgent:
         #: checks (the call layer claims INVITE, in-dialog requests, CANCEL); a
         #: handler returns True when it took the request
         self._request_handlers: list[Callable[[int, IncomingRequest], bool]] = []
+        self._network_handlers: list[Callable[[], None]] = []
         self._request_filters: list[Callable[[IncomingRequest], Response | None]] = []
 
     # -- transports (pjsua_transport_*) ---------------------------------------------------
@@ -391,9 +396,22 @@ class UserAgent:
                     acc, acc.registration.contact.params.get("transport") or "udp", remote
                 )
             except ValueError as exc:
+                # No route to the registrar (link down, address gone): refresh now
+                # so that the failure shows at once instead of the account claiming
+                # a registration nobody can reach; the next change retries.
                 log.warning("%s", exc)
+                acc.refresh_registration()
                 continue
             acc.change_contact(source)
+        # then the layers above (calls re-INVITE from the new address), which
+        # build their Contacts from the registrations just updated
+        for handler in list(self._network_handlers):
+            handler()
+
+    def add_network_change_handler(self, handler: Callable[[], None]) -> None:
+        """Run ``handler()`` after each :meth:`handle_network_change` has moved
+        the registrations (the call layer re-INVITEs its calls there)."""
+        self._network_handlers.append(handler)
 
     def _on_connection_closed(self, transport: str, host: str, port: int) -> None:
         for acc in self._slots:

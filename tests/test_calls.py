@@ -15,6 +15,7 @@ import pytest
 
 from sipstack.calls import (
     CallEvent,
+    CallInfo,
     CallManager,
     CallMediaState,
     CallStateChanged,
@@ -86,6 +87,7 @@ class Party:
         max_calls: int = 4,
         session_timer: SessionTimerConfig = NO_TIMER,
         media: object | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.loop = loop
         self.events: list[CallEvent] = []
@@ -95,7 +97,7 @@ class Party:
             ids=IdGenerator(random.Random(seed)),
             rng=random.Random(seed),
         )
-        tid = self.ua.transport_create("udp", "127.0.0.1", 0)
+        tid = self.ua.transport_create("udp", host, 0)
         self.acc = self.ua.acc_add_local(tid)
         self.port = self.ua.endpoint.transports.info(tid).local_port
         self.uri = f"sip:127.0.0.1:{self.port}"
@@ -504,6 +506,38 @@ def test_media_factory_is_used_for_codecs_dtmf_and_stats(
     assert media.closed == [ca]
 
 
+class InfoReadingMedia(RecordingMedia):
+    """A media factory that reads the call while building the first offer.
+
+    A real factory does this to choose SRTP by the call's signalling (TLS,
+    sips:); the outgoing call has no session yet at that moment.
+    """
+
+    def __init__(self, calls: Callable[[], CallManager]) -> None:
+        super().__init__()
+        self.calls = calls
+        self.seen: list[CallInfo] = []
+
+    def create_local_media(self, call_id: int) -> LocalMedia:
+        self.seen.append(self.calls().call_get_info(call_id))
+        return super().create_local_media(call_id)
+
+
+def test_call_info_is_available_while_the_first_offer_is_built(
+    loop: Loop, parties: Callable[..., Party]
+) -> None:
+    holder: list[Party] = []
+    media = InfoReadingMedia(lambda: holder[0].calls)
+    a, b = parties(27, media=media), parties(28)
+    holder.append(a)
+    ca = a.calls.call_make_call(a.acc, b.uri)
+    (info,) = media.seen
+    assert (info.id, info.role, info.state) == (ca, Role.UAC, S.NULL)
+    assert info.remote_uri == b.uri and info.local_sdp is None
+    assert info.sip_call_id == a.calls.call_get_info(ca).sip_call_id  # the same INVITE
+    assert a.calls.call_get_info(ca).state is S.CALLING
+
+
 def test_offer_without_a_common_codec_is_refused_with_488(
     loop: Loop, parties: Callable[..., Party]
 ) -> None:
@@ -548,3 +582,39 @@ def test_api_misuse_raises(loop: Loop, parties: Callable[..., Party]) -> None:
     assert run(loop, lambda: a.state(ca) is S.CONFIRMED)
     with pytest.raises(ValueError, match="DTMF"):
         a.calls.call_dial_dtmf(ca, "12x")
+
+
+# -- the network changes under a call ---------------------------------------------------
+
+
+def test_network_change_reinvites_a_call_from_the_new_address(
+    loop: Loop, parties: Callable[..., Party], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A listens on every address, so 127.0.0.2 (all of 127/8 is loopback) reaches it
+    a, b = parties(41, host="0.0.0.0"), parties(42)
+    ca, cb = connect(loop, a, b)
+    before = parse_sdp(a.calls.call_get_info(ca).local_sdp or b"")
+    media_events = len(b.of(CallMediaState, cb))
+
+    a.ua.handle_network_change()  # same address: nothing to do
+    settle(loop)
+    assert len(b.of(CallMediaState, cb)) == media_events
+    assert "127.0.0.1" in (b.calls.call_get_info(cb).remote_contact or "")
+
+    # The kernel now routes from 127.0.0.2 (what the route look-up would say after
+    # a renumbering; here loopback cannot move, so the look-up is stood in for).
+    moved = f"<sip:127.0.0.2:{a.port}>"
+    monkeypatch.setattr(a.ua, "acc_create_uac_contact", lambda acc, uri: moved)
+    a.ua.handle_network_change()
+    assert run(loop, lambda: len(b.of(CallMediaState, cb)) > media_events)
+    settle(loop)
+    # RFC 3261 12.2.1.1: B's dialog now targets the new Contact ...
+    assert "127.0.0.2" in (b.calls.call_get_info(cb).remote_contact or "")
+    # ... and RFC 3264 8: a new version of A's SDP with the new address
+    after = parse_sdp(a.calls.call_get_info(ca).local_sdp or b"")
+    assert after.origin.session_version == before.origin.session_version + 1
+    assert "c=IN IP4 127.0.0.2" in (a.calls.call_get_info(ca).local_sdp or b"").decode()
+    assert a.state(ca) is S.CONFIRMED and b.state(cb) is S.CONFIRMED
+    # the peer's BYE reaches the new address: the call is not left hanging
+    b.calls.call_hangup(cb)
+    assert run(loop, lambda: a.state(ca) is S.DISCONNECTED and b.state(cb) is S.DISCONNECTED)

@@ -212,6 +212,16 @@ def test_headers_reject_callers_misuse() -> None:
         h.set("Subject", "line\r\nInjected: yes")
     with pytest.raises(ValueError):
         h.prepend("Subject", "nul\x00")
+    with pytest.raises(ValueError):
+        h.add("Subject", "lone\rCR")
+
+
+def test_headers_accept_quoted_pair_nul() -> None:
+    # RFC 3261 25.1 quoted-pair admits %x00; found by bench/fuzz.py: answering
+    # RFC 4475 intmeth (unknown method -> 501) raised in make_response.
+    h = Headers()
+    h.add("To", '"NUL:\\\x00" <sip:a@b>')
+    assert h.get("To") == '"NUL:\\\x00" <sip:a@b>'
 
 
 def test_typed_cache_invalidated_on_change() -> None:

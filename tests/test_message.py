@@ -374,3 +374,25 @@ def test_roundtrip_property(msg: Request | Response) -> None:
     assert again == msg
     assert again.to_bytes() == msg.to_bytes()
     assert again.cseq == msg.cseq and again.from_.tag == msg.from_.tag
+
+
+def test_response_to_intmeth_copies_quoted_pair_nul() -> None:
+    # Found by bench/fuzz.py: the UA's 501 to RFC 4475 3.1.1.3 intmeth raised
+    # ValueError in make_response (its To display name holds a quoted-pair NUL).
+    raw = (Path(__file__).parent / "data" / "rfc4475" / "intmeth.dat").read_bytes()
+    request = parse_message(raw)
+    assert isinstance(request, Request)
+    response = make_response(request, 501)
+    again = parse_message(response.to_bytes())
+    assert isinstance(again, Response)
+    assert again.status == 501
+    assert again.to.display_name == "BEL:\x07 NUL:\x00 DEL:\x7f"
+    # ... and so does a To re-serialized with a tag added (the UA's path):
+    # the controls go back out as quoted-pairs (RFC 3261 25.1).
+    to = request.to
+    to.params["tag"] = "t1"
+    response.headers.set("To", str(to))
+    again = parse_message(response.to_bytes())
+    assert isinstance(again, Response)
+    assert again.to.display_name == "BEL:\x07 NUL:\x00 DEL:\x7f"
+    assert again.to.tag == "t1"

@@ -451,3 +451,32 @@ def test_lost_route_never_advertises_loopback(net: Net) -> None:
     finally:
         device.close()
         registrar.close()
+
+
+def test_link_down_shows_unregistered_at_once_and_link_up_registers(net: Net) -> None:
+    # reg_timeout is 120 s: no refresh falls in this test, so "not registered"
+    # during the outage and "registered" after it are the watcher's doing
+    registrar = PlainRegistrar(net.registrar)
+    device = Device(net.ns, registrar.address, "watcher")
+
+    def wait_reg(registered: bool, what: str, timeout: float) -> float:
+        start = time.monotonic()
+        seen = len(device.lines)
+        while True:
+            device.read()
+            regs = [x for x in device.lines[seen:] if x["type"] == "reg"]
+            if regs and regs[-1]["registered"] is registered:
+                return time.monotonic() - start
+            assert time.monotonic() - start < timeout, f"{what}: {device.lines}\n{device.errors()}"
+            registrar.poll(0.05)
+
+    try:
+        wait_reg(True, "first registration", 20.0)  # child start-up included
+        _ip("-n", net.ns, "link", "set", "va", "down")
+        down = wait_reg(False, "not registered after link down", 5.0)
+        _ip("-n", net.ns, "link", "set", "va", "up")
+        up = wait_reg(True, "registered after link up", BOUND)
+        print(f"link down: unregistered after {down:.2f} s; link up: registered after {up:.2f} s")
+    finally:
+        device.close()
+        registrar.close()

@@ -14,6 +14,7 @@ from sipstack.offer_answer import (
     process_answer,
 )
 from sipstack.sdp import Connection, Direction, SessionDescription, parse_sdp
+from sipstack.srtp import SrtpMode
 
 PCMU = CodecSpec("PCMU", 8000)
 PCMA = CodecSpec("PCMA", 8000)
@@ -664,6 +665,128 @@ def test_srtp_accepted_without_crypto_is_the_peers_fault() -> None:
         process_answer(offer, answer)
 
 
+KEY_32 = "2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj"
+KEY_MKI = "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4"
+OPTIONAL = SrtpMode.OPTIONAL
+MANDATORY = SrtpMode.MANDATORY
+
+
+def best_effort_offer(*crypto: str) -> SessionDescription:
+    """What baresip ``mediaenc=srtp`` and PJSUA ``use_srtp=1`` send: RTP/AVP with keys."""
+    lines = "".join(f"a=crypto:{c}\n" for c in crypto)
+    return offer_with(f"m=audio 5000 RTP/AVP 0\na=rtpmap:0 PCMU/8000\n{lines}")
+
+
+def test_optional_offer_is_rtp_avp_with_crypto() -> None:
+    offer = create_offer(local(PCMU, crypto=[KEY_A, KEY_32], srtp=OPTIONAL), 1, 1)
+    assert offer.media[0].proto == "RTP/AVP" and offer.media[0].crypto == [KEY_A, KEY_32]
+    assert b"m=audio 4000 RTP/AVP 0 101\r\n" in offer.to_bytes()
+
+
+@pytest.mark.parametrize("mode", [OPTIONAL, None])
+def test_best_effort_offer_is_answered_with_a_key(mode: SrtpMode | None) -> None:
+    # None: a LocalMedia with keys and no mode is MANDATORY, which refuses RTP/AVP.
+    ours = local(PCMU, crypto=[KEY_B], srtp=mode)
+    answer, view = create_answer(best_effort_offer(KEY_MKI, KEY_A), ours, 2, 1)
+    if mode is None:
+        assert view is None and answer.media[0].port == 0
+        return
+    media = answer.media[0]
+    assert media.proto == "RTP/AVP"  # RFC 3264 6: the answer keeps the offered profile
+    assert media.crypto == [KEY_B]  # MKI line skipped (RFC 4568 7.1.2), tag 1 answered
+    assert view is not None and (view.local_crypto, view.remote_crypto) == (KEY_B, KEY_A)
+
+
+def test_best_effort_answer_takes_the_offerers_tag_and_our_key_of_that_suite() -> None:
+    ours = local(PCMU, crypto=[KEY_B, "7 AES_CM_128_HMAC_SHA1_32 " + KEY_32.split()[2]])
+    ours = LocalMedia(ours.address, ours.port, ours.codecs, crypto=ours.crypto, srtp=OPTIONAL)
+    answer, view = create_answer(best_effort_offer(KEY_32), ours, 2, 1)
+    expected = "2 AES_CM_128_HMAC_SHA1_32 " + KEY_32.split()[2]
+    assert answer.media[0].crypto == [expected]
+    assert view is not None and view.local_crypto == expected and view.remote_crypto == KEY_32
+
+
+@pytest.mark.parametrize(
+    ("offered", "mode", "outcome"),
+    [
+        ([], OPTIONAL, "plain"),
+        (["1 AES_CM_256_NOPE inline:AAAA"], OPTIONAL, "plain"),  # unknown suite: skipped
+        ([KEY_MKI], OPTIONAL, "plain"),  # MKI: we cannot key it
+        ([KEY_A], SrtpMode.DISABLED, "plain"),  # keys in RTP/AVP ignored
+        ([KEY_A], MANDATORY, "refused"),  # PJSUA: mandatory wants RTP/SAVP
+    ],
+)
+def test_best_effort_offer_outcomes(offered: list[str], mode: SrtpMode, outcome: str) -> None:
+    crypto = [] if mode is SrtpMode.DISABLED else [KEY_B]
+    answer, view = create_answer(
+        best_effort_offer(*offered), local(PCMU, crypto=crypto, srtp=mode), 2, 1
+    )
+    if outcome == "refused":
+        assert view is None and answer.media[0].port == 0
+    else:
+        assert view is not None and view.local_crypto is None and view.remote_crypto is None
+        assert answer.media[0].crypto == [] and answer.media[0].proto == "RTP/AVP"
+
+
+def test_savp_offer_under_optional_needs_a_usable_key() -> None:
+    ours = local(PCMU, crypto=[KEY_B], srtp=OPTIONAL)
+    good = offer_with(f"m=audio 5000 RTP/SAVP 0\na=crypto:{KEY_A}\n")
+    answer, view = create_answer(good, ours, 2, 1)
+    assert view is not None and view.remote_crypto == KEY_A
+    assert answer.media[0].proto == "RTP/SAVP"
+    bad = offer_with(f"m=audio 5000 RTP/SAVP 0\na=crypto:{KEY_MKI}\n")
+    answer, view = create_answer(bad, ours, 2, 1)
+    assert view is None and answer.media[0].port == 0
+
+
+def test_optional_offer_answered_plain_or_with_a_key() -> None:
+    offer = create_offer(local(PCMU, crypto=[KEY_A], srtp=OPTIONAL), 1, 1)
+    plain = offer_with("m=audio 5000 RTP/AVP 0\n")
+    view = process_answer(offer, plain)
+    assert view is not None and view.local_crypto is None  # best effort declined
+    keyed = offer_with(f"m=audio 5000 RTP/AVP 0\na=crypto:{KEY_B}\n")
+    view = process_answer(offer, keyed)
+    assert view is not None and (view.local_crypto, view.remote_crypto) == (KEY_A, KEY_B)
+    # and end to end with our own answerer
+    answer, b_view = create_answer(offer, local(PCMU, crypto=[KEY_B], srtp=OPTIONAL), 2, 1)
+    a_view = process_answer(offer, answer)
+    assert a_view is not None and b_view is not None
+    assert (a_view.local_crypto, a_view.remote_crypto) == (KEY_A, KEY_B)
+    assert (b_view.local_crypto, b_view.remote_crypto) == (KEY_B, KEY_A)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([KEY_B, KEY_B], "2 a=crypto lines"),
+        ([KEY_32], "tag 2 AES_CM_128_HMAC_SHA1_32 was not offered"),
+        (["1 AES_CM_128_HMAC_SHA1_32 " + KEY_B.split()[2]], "tag 1 AES_CM_128_HMAC_SHA1_32"),
+        ([KEY_MKI], "unusable a=crypto"),
+    ],
+)
+def test_bad_crypto_in_the_answer_is_the_peers_fault(lines: list[str], message: str) -> None:
+    offer = create_offer(local(PCMU, crypto=[KEY_A], srtp=OPTIONAL), 1, 1)
+    crypto = "".join(f"a=crypto:{c}\n" for c in lines)
+    with pytest.raises(OfferAnswerError, match=message):
+        process_answer(offer, offer_with(f"m=audio 5000 RTP/AVP 0\n{crypto}"))
+
+
+def test_mandatory_without_keys_accepts_nothing_and_cannot_offer() -> None:
+    # What the media factory gives an incoming call whose signalling may not carry
+    # keys (srtp_secure_signaling not met): every stream refused, so 488.
+    ours = local(PCMU, crypto=[], srtp=MANDATORY)
+    for offer in (
+        best_effort_offer(KEY_A),
+        best_effort_offer(),
+        offer_with(f"m=audio 5000 RTP/SAVP 0\na=crypto:{KEY_A}\n"),
+    ):
+        answer, view = create_answer(offer, ours, 2, 1)
+        assert view is None and answer.media[0].port == 0
+        assert b"a=crypto" not in answer.to_bytes()
+    with pytest.raises(ValueError, match="no keys we may send"):
+        create_offer(ours, 1, 1)
+
+
 # -- misuse -------------------------------------------------------------------------
 
 
@@ -678,6 +801,8 @@ def test_srtp_accepted_without_crypto_is_the_peers_fault() -> None:
         ({"address": ""}, "bad address"),
         ({"address": "1.2.3.4\r\nm=evil"}, "bad address"),
         ({"codecs": [CodecSpec("X", 8000, payload_type=128)]}, "out of 0-127"),
+        ({"crypto": [KEY_A], "srtp": SrtpMode.DISABLED}, "srtp is DISABLED"),
+        ({"srtp": SrtpMode.OPTIONAL}, "OPTIONAL needs a=crypto"),
     ],
 )
 def test_local_media_misuse_raises(kwargs: dict[str, object], message: str) -> None:

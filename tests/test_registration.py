@@ -583,6 +583,26 @@ def test_endless_stale_challenges_are_bounded() -> None:
         hdr = ("WWW-Authenticate", challenge(f"n{i}", stale=i > 0))
         reg.receive_response(req, reply(req, 401, headers=(hdr,)), 0.0)
     assert i < 6 and reg.state is S.RETRY_WAIT and reg.status_code == 401
+    # the user is told it is the registrar's nonces, not the password
+    note = reg_note(reg)
+    assert "stale=true" in note and "password is not in question" in note, note
+
+
+def test_answer_refused_without_stale_is_not_blamed_on_nonces() -> None:
+    # A fresh challenge without stale=true after our answer means the password
+    # was refused (the digest layer says so): the note must not blame nonces.
+    reg = make_reg(auth=digest_auth())
+    reg.start(0.0)
+    for i in range(10):
+        reqs = reg.requests_to_send()
+        if not reqs:
+            break
+        (req,) = reqs
+        req.headers.prepend("Via", f"SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKf{i}")
+        hdr = ("WWW-Authenticate", challenge(f"n{i}"))
+        reg.receive_response(req, reply(req, 401, headers=(hdr,)), 0.0)
+    assert reg.state is S.RETRY_WAIT and reg.status_code == 401
+    assert "stale" not in reg_note(reg)
 
 
 # -- failures and retry schedule ---------------------------------------------------------------

@@ -220,6 +220,10 @@ def test_missing_s_and_t_are_tolerated() -> None:
         ("abc", None),
         ("-20", None),
         ("99999999", None),
+        (" 20\t", 20),
+        # found by bench/fuzz.py: control characters around the number raised ValueError
+        ("\x1f20", None),
+        ("20\x1d", None),
     ],
 )
 def test_ptime_values(value: str, expected: int | None) -> None:

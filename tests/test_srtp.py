@@ -539,8 +539,9 @@ def test_plain_outcome_has_no_context() -> None:
     [
         (SrtpMode.DISABLED, SecureSignaling.SIPS, False, False, SrtpMode.DISABLED),
         (SrtpMode.OPTIONAL, SecureSignaling.TLS, True, False, SrtpMode.OPTIONAL),
-        (SrtpMode.OPTIONAL, SecureSignaling.TLS, False, False, SrtpMode.DISABLED),
-        (SrtpMode.OPTIONAL, SecureSignaling.SIPS, True, False, SrtpMode.DISABLED),
+        # PJSUA (pjsua_media.c) refuses OPTIONAL too: no keys in clear, 488.
+        (SrtpMode.OPTIONAL, SecureSignaling.TLS, False, False, None),
+        (SrtpMode.OPTIONAL, SecureSignaling.SIPS, True, False, None),
         (SrtpMode.OPTIONAL, SecureSignaling.SIPS, True, True, SrtpMode.OPTIONAL),
         (SrtpMode.OPTIONAL, SecureSignaling.NONE, False, False, SrtpMode.OPTIONAL),
         (SrtpMode.MANDATORY, SecureSignaling.TLS, True, False, SrtpMode.MANDATORY),
@@ -557,6 +558,7 @@ def test_secure_signaling(
         with pytest.raises(SrtpNegotiationError, match="not secure") as info:
             policy.mode_for_call(tls=tls, sips=sips)
         assert info.value.status == 488
+        assert f"srtp_secure_signaling={signaling.value}" in info.value.reason
     else:
         assert policy.mode_for_call(tls=tls, sips=sips) is expected
 

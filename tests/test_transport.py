@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sipstack.errors import TransportError
+from sipstack.errors import SipParseError, TransportError
 from sipstack.loop import Loop
 from sipstack.message import Request, Response, make_response, parse_message
 from sipstack.tls import client_context, server_context
 from sipstack.transport import TransportManager, error_response_from_raw
 from sipstack.transport_base import Destination, Peer
+from sipstack.transport_stream import StreamTransport, address_is_ours
 
 OPTIONS = (
     "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n"
@@ -338,3 +339,155 @@ def test_ipv6_udp(loop: Loop) -> None:
     assert loop.run_until(lambda: bool(b.got), timeout=2)
     a.mgr.close()
     b.mgr.close()
+
+
+class PingPeer:
+    """A plain TCP server socket for the keep-alive tests: answers each CRLF ping
+    with a pong while ``answering``, and reads (so ACKs) everything regardless."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conn: socket.socket | None = None
+        self.answering = True
+        self.pings = 0
+
+    def pump(self) -> None:
+        if self.conn is None:
+            self.listener.settimeout(0)
+            try:
+                self.conn, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            self.conn.setblocking(False)
+        try:
+            data = self.conn.recv(4096)
+        except BlockingIOError:
+            return
+        for _ in range(data.count(b"\r\n\r\n")):
+            self.pings += 1
+            if self.answering:
+                self.conn.sendall(b"\r\n")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.listener.close()
+
+
+def _pinging_client(loop: Loop, closed: list[str]) -> StreamTransport:
+    return StreamTransport(
+        loop,
+        "tcp",
+        "127.0.0.1",
+        0,
+        lambda data, peer: None,
+        listen=False,
+        keepalive_timeout=0.3,
+        on_closed=lambda conn, reason: closed.append(reason),
+    )
+
+
+def _ping(loop: Loop, client: StreamTransport, peer: PingPeer, conn_id: int, n: int) -> bool:
+    """Send our ``n``-th ping; True once the peer has seen it."""
+    conn = client.connection(conn_id)
+    if conn is None:
+        return False
+    conn.send(b"\r\n\r\n")
+    return loop.run_until(lambda: (peer.pump(), peer.pings >= n)[1], timeout=2)
+
+
+def test_tcp_flow_fails_when_a_pong_stops_coming(loop: Loop) -> None:
+    # RFC 5626 4.4.1: no pong within the timeout after a ping = the flow failed
+    peer, closed = PingPeer(), []
+    client = _pinging_client(loop, closed)
+    conn_id = client.send(b"\r\n\r\n", Destination("tcp", "127.0.0.1", peer.port))
+    assert loop.run_until(lambda: (peer.pump(), peer.pings == 1)[1], timeout=2)
+    conn = client.connection(conn_id)
+    assert conn is not None
+    assert loop.run_until(lambda: conn.pongs == 1, timeout=2)
+    # the peer goes silent (a black hole would do the same: nothing comes back)
+    peer.answering = False
+    assert _ping(loop, client, peer, conn_id, 2)
+    assert loop.run_until(lambda: bool(closed), timeout=2)
+    assert closed == ["no keep-alive pong"]
+    assert client.stats.keepalive_failures == 1
+    assert client.connection(conn_id) is None
+    client.close()
+    peer.close()
+
+
+@pytest.mark.parametrize("answering", [True, False])
+def test_tcp_flow_kept_while_pongs_come_or_peer_never_ponged(loop: Loop, answering: bool) -> None:
+    peer, closed = PingPeer(), []
+    peer.answering = answering
+    client = _pinging_client(loop, closed)
+    conn_id = client.send(b"OPTIONS", Destination("tcp", "127.0.0.1", peer.port))
+    for n in (1, 2, 3):
+        assert _ping(loop, client, peer, conn_id, n)
+        # more than the keep-alive timeout passes with the peer pumped meanwhile
+        loop.run_until(lambda: (peer.pump(), False)[1], timeout=0.4)
+    assert closed == []  # an answering peer, or one without RFC 5626: kept
+    conn = client.connection(conn_id)
+    assert conn is not None and conn.is_open
+    # every pong counted, also the second of two in a row (not taken for a ping)
+    assert conn.pongs == (3 if answering else 0)
+    assert client.stats.keepalive_failures == 0
+    client.close()
+    peer.close()
+
+
+def test_connection_on_an_address_we_lost_is_closed(loop: Loop) -> None:
+    # After a renumbering the kernel keeps a connection from the old address
+    # without error: close_stranded finds it (here the address check is stood in
+    # for: loopback cannot lose its address outside a namespace).
+    gone: set[str] = set()
+    closed: list[str] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    client = StreamTransport(
+        loop,
+        "tcp",
+        "127.0.0.1",
+        0,
+        lambda data, peer: None,
+        listen=False,
+        on_closed=lambda conn, reason: closed.append(reason),
+        is_local_address=lambda host: host not in gone,
+    )
+    conn_id = client.send(b"\r\n\r\n", Destination("tcp", "127.0.0.1", server.getsockname()[1]))
+    conn = client.connection(conn_id)
+    assert conn is not None and loop.run_until(lambda: conn.is_open, timeout=2)
+    assert client.close_stranded() == 0  # still ours: kept
+    assert client.connection(conn_id) is conn
+    gone.add("127.0.0.1")
+    assert client.close_stranded() == 1
+    assert closed == ["local address 127.0.0.1 is gone"]
+    assert client.connection(conn_id) is None
+    client.close()
+    server.close()
+
+
+def test_the_kernel_knows_which_addresses_are_ours() -> None:
+    assert address_is_ours("127.0.0.1")
+    assert address_is_ours("0.0.0.0")  # unbound: not judged
+    assert not address_is_ours("192.0.2.77")  # TEST-NET-1 (RFC 5737): never assigned here
+
+
+# Found by the mutation fuzzer (tests/robustness/test_fuzz.py, docs/robustness.md):
+# about 3 % of mutants carried a bare LF/CR/NUL inside a header value.
+def test_error_response_does_not_echo_bare_line_breaks() -> None:
+    request = (
+        b"OPTIONS sip:door@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n"
+        b"To: <sip:door@127.0.0.1>\n\x16Injected: yes\r\n"
+        b"From: <sip:x@127.0.0.1>;tag=1\r\n"
+        b"Call-ID: a\x00b\r\n"
+        b"CSeq: 1 OPTIONS\r\n\r\n"
+    )
+    with pytest.raises(SipParseError):
+        parse_message(request)
+    reply = error_response_from_raw(request, 400, "bad To")
+    assert reply is not None
+    head = reply.partition(b"\r\n\r\n")[0]
+    for line in head.split(b"\r\n"):
+        assert b"\n" not in line and b"\r" not in line and b"\x00" not in line, line

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,10 +26,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 from tests.deploy import vm as vmlib
+from tests.interop.peers.kamailio import KamailioConfig, KamailioServer
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -209,12 +212,34 @@ def test_one_failing_step_does_not_stop_the_others(tree: Path) -> None:
 # --- the image in QEMU (slow) ---------------------------------------------------------------
 
 BOOT_TIMEOUT = float(os.environ.get("INTERCOM_BOOT_TIMEOUT", "420"))
-# The test host reaches the guest from the user-network gateway 10.0.2.2: trusted, so
-# the firmware's screening answers its OPTIONS (strangers get 403).
-GOOD_CONFIG = (
-    b"# written by tests/deploy/test_image.py (good-1)\n"
-    b'hal = "sim"\n[intercom]\ntrusted = ["sip:test@10.0.2.2"]\n'
-)
+REGISTER_TIMEOUT = 120.0  # after SSH answers: the firmware starts slowly under TCG
+# The first slow test pays for the boot (the fixture), the power-cut test for a second
+# one: the suite-wide 300 s limit is too short for an emulated boot on a busy machine.
+pytestmark = pytest.mark.timeout(int(2 * BOOT_TIMEOUT + 2 * REGISTER_TIMEOUT + 300))
+DOOR_USER, DOOR_PASSWORD = "door", "d00r-in-qemu"
+
+
+def good_config(registrar_port: int) -> bytes:
+    """The user's config: one account on the host's Kamailio, reached as 10.0.2.2.
+
+    Inside the guest the host's loopback is the user-network gateway 10.0.2.2. The
+    test host also sends OPTIONS from 10.0.2.2: trusted, so the firmware's screening
+    answers them (strangers get 403).
+    """
+    return (
+        "# written by tests/deploy/test_image.py (good-1)\n"
+        'hal = "sim"\n'
+        "[intercom]\n"
+        'trusted = ["sip:test@10.0.2.2"]\n'
+        "[[accounts]]\n"
+        f'id = "<sip:{DOOR_USER}@test.local>"\n'
+        f'reg_uri = "sip:10.0.2.2:{registrar_port}"\n'
+        "reg_retry_interval = 10\n"
+        "[[accounts.cred_info]]\n"
+        'realm = "*"\n'
+        f'username = "{DOOR_USER}"\n'
+        f'data = "{DOOR_PASSWORD}"\n'
+    ).encode()
 
 
 def _find_image() -> Path:
@@ -272,7 +297,22 @@ def _partition_sha256(image: Path, part: vmlib.Partition) -> str:
 
 
 @pytest.fixture(scope="module")
-def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[vmlib.VM]:
+def registrar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioServer]:
+    """A real Kamailio registrar on the host's 127.0.0.1, with the door's account."""
+    if not (shutil.which("kamailio") and shutil.which("kamcmd")):
+        pytest.skip("kamailio missing (scripts/bootstrap test installs it)")
+    server = KamailioServer(
+        KamailioConfig(users={DOOR_USER: DOOR_PASSWORD}, nat=True),
+        tmp_path_factory.mktemp("kamailio"),
+        port=vmlib.free_port(socket.SOCK_DGRAM),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def vm(tmp_path_factory: pytest.TempPathFactory, registrar: KamailioServer) -> Iterator[vmlib.VM]:
     """The image, prepared as a user would (key + config on the FAT), booted in QEMU."""
     if not vmlib.have_qemu():
         pytest.skip(
@@ -295,18 +335,22 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[vmlib.VM]:
     key = work / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-N", "", "-t", "ed25519", "-f", str(key)], check=True)
     vmlib.fat_write(image, boot, key.with_suffix(".pub"), "authorized_keys")
-    (work / "intercom.toml").write_bytes(GOOD_CONFIG)
+    config = good_config(registrar.port)
+    (work / "intercom.toml").write_bytes(config)
     vmlib.fat_write(image, boot, work / "intercom.toml", "intercom.toml")
     (work / "hostname.txt").write_text("test-door\n")
     vmlib.fat_write(image, boot, work / "hostname.txt", "hostname.txt")
     cmdline = vmlib.qemu_cmdline((work / "cmdline.txt").read_text())
     machine = vmlib.VM(image, work / "vmlinuz", work / "initrd.img", cmdline, key, work)
     machine.root_hash_before = _partition_sha256(image, parts[1])  # type: ignore[attr-defined]
+    machine.config = config  # type: ignore[attr-defined]
     machine.start()
-    machine.boot_seconds = machine.wait_ssh(BOOT_TIMEOUT)  # type: ignore[attr-defined]
-    print(f"\nfirst boot to SSH login: {machine.boot_seconds:.0f} s")  # type: ignore[attr-defined]
-    yield machine
-    machine.shutdown()
+    try:  # a boot that fails must not leave QEMU running
+        machine.boot_seconds = machine.wait_ssh(BOOT_TIMEOUT)  # type: ignore[attr-defined]
+        print(f"\nfirst boot to SSH login: {machine.boot_seconds:.0f} s")  # type: ignore[attr-defined]
+        yield machine
+    finally:
+        machine.shutdown()
 
 
 def _wait_running(vm: vmlib.VM) -> str:
@@ -341,6 +385,58 @@ def test_firmware_unit_active_from_the_venv(vm: vmlib.VM) -> None:
     )
     origin = vm.ssh(probe).stdout.strip()
     assert origin.startswith("/opt/intercom/venv/") and origin.endswith(".so"), origin
+
+
+def _device_status(vm: vmlib.VM) -> dict[str, Any]:
+    """``intercom status --json`` run over SSH, as a user would."""
+    out = vm.ssh("/opt/intercom/venv/bin/intercom status --json", check=False).stdout
+    try:
+        result: dict[str, Any] = json.loads(out)
+    except ValueError:
+        return {}
+    return result
+
+
+def _wait_registered(vm: vmlib.VM, registrar: KamailioServer) -> float:
+    """Poll until Kamailio holds the door's contact and the device says registered.
+
+    Returns the seconds since QEMU was started (the boot to "registered" figure).
+    """
+    deadline = time.monotonic() + BOOT_TIMEOUT + REGISTER_TIMEOUT
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        contacts = registrar.registrations().get(DOOR_USER, [])
+        if contacts:
+            status = _device_status(vm)
+            accounts = status.get("accounts", [])
+            if accounts and all(a.get("registered") for a in accounts):
+                return time.monotonic() - vm.started_at
+        time.sleep(2)  # an emulated boot on the wall clock: nothing to fake
+    raise AssertionError(
+        f"not registered: Kamailio has {registrar.registrations()}, device says {status}\n"
+        + vm.ssh("journalctl -u intercom --no-pager | tail -30", check=False).stdout
+    )
+
+
+@pytest.mark.slow
+def test_registers_with_kamailio_on_the_host(vm: vmlib.VM, registrar: KamailioServer) -> None:
+    seconds = _wait_registered(vm, registrar)
+    print(f"\nboot (QEMU start) to registered: {seconds:.0f} s")
+    (contact,) = registrar.registrations()[DOOR_USER]
+    assert "10.0.2.15" in contact.uri  # the guest's own address, not the NAT's
+    account = _device_status(vm)["accounts"][0]
+    assert account["registered"] is True
+    assert DOOR_PASSWORD not in json.dumps(_device_status(vm))
+
+
+@pytest.mark.slow
+def test_service_runs_under_the_systemd_watchdog(vm: vmlib.VM) -> None:
+    # Type=notify + WatchdogSec=30: a firmware that stops pinging is restarted. It has
+    # run for minutes by now; if it missed its pings systemd would have restarted it.
+    show = vm.ssh("systemctl show -P WatchdogUSec,NRestarts,Type intercom.service").stdout
+    watchdog, restarts, kind = show.split()
+    assert (watchdog, kind) == ("30s", "notify"), show
+    assert restarts == "0", vm.ssh("journalctl -u intercom --no-pager | tail -30").stdout
 
 
 @pytest.mark.slow
@@ -386,11 +482,11 @@ def test_root_and_boot_partition_are_read_only(vm: vmlib.VM) -> None:
 def test_config_from_boot_partition_is_active(vm: vmlib.VM) -> None:
     status = json.loads(vm.ssh("cat /run/intercom-boot/config.json").stdout)
     assert status["accepted"] is True and status["using"] == "boot-partition"
-    assert vm.ssh("cat /etc/intercom/intercom.toml").stdout.encode() == GOOD_CONFIG
+    assert vm.ssh("cat /etc/intercom/intercom.toml").stdout.encode() == vm.config  # type: ignore[attr-defined]
 
 
 @pytest.mark.slow
-def test_power_cut_mid_write_then_clean_reboot(vm: vmlib.VM) -> None:
+def test_power_cut_mid_write_then_clean_reboot(vm: vmlib.VM, registrar: KamailioServer) -> None:
     # The user breaks the config, then the power goes while the data partition is
     # being written: the next boot must fsck cleanly and keep the last good config.
     vm.ssh(
@@ -409,7 +505,7 @@ def test_power_cut_mid_write_then_clean_reboot(vm: vmlib.VM) -> None:
     vm.wait_ssh(BOOT_TIMEOUT)
     _wait_running(vm)
     assert vm.ssh("systemctl is-active intercom.service").stdout.strip() == "active"
-    assert vm.ssh("cat /etc/intercom/intercom.toml").stdout.encode() == GOOD_CONFIG
+    assert vm.ssh("cat /etc/intercom/intercom.toml").stdout.encode() == vm.config  # type: ignore[attr-defined]
     status = json.loads(vm.ssh("cat /run/intercom-boot/config.json").stdout)
     assert (status["accepted"], status["using"]) == (False, "last-good")
     assert "TOML syntax error" in status["error"]
@@ -417,6 +513,7 @@ def test_power_cut_mid_write_then_clean_reboot(vm: vmlib.VM) -> None:
     assert "refused" in log and "last-good" in log
     assert vm.ssh("findmnt -n -o FSTYPE /var/lib/intercom").stdout.strip() == "ext4"
     assert _sip_options(vm.sip_port).startswith(b"SIP/2.0 200 ")
+    print(f"\nafter the power cut, boot to registered: {_wait_registered(vm, registrar):.0f} s")
     # Cut again and check both ext4 filesystems offline: the data partition must be
     # consistent (journal replay is fine), and the root must never have been written.
     vm.power_cut()

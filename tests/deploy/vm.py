@@ -115,6 +115,7 @@ class VM:
         self.sip_port = free_port(socket.SOCK_DGRAM)
         self.proc: subprocess.Popen[bytes] | None = None
         self.boots = 0
+        self.started_at = 0.0  # time.monotonic() of the last power-on
 
     @property
     def console_log(self) -> Path:
@@ -125,6 +126,7 @@ class VM:
         """Power on (a cold boot: QEMU starts from nothing)."""
         assert self.proc is None, "already running"
         self.boots += 1
+        self.started_at = time.monotonic()
         cmd = [
             "qemu-system-aarch64",
             "-M",
@@ -176,8 +178,8 @@ class VM:
         """Clean power-off from inside; falls back to a power cut after ``timeout``."""
         if self.proc is None:
             return
-        self.ssh("systemctl poweroff", check=False, timeout=20)
         with contextlib.suppress(subprocess.TimeoutExpired):
+            self.ssh("systemctl poweroff", check=False, timeout=20)
             self.proc.wait(timeout)
         self.power_cut()
 

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from firmware.app import App, Screening, mask_secrets
+from firmware.audio_path import DeferredMedia
+from firmware.config import load_config
 from firmware.control import ControlClient, RemoteError
 from sipstack.calls import CallEvent, CallManager, CallStateChanged, IncomingCall
 from sipstack.invite_events import InviteState
@@ -362,3 +364,175 @@ def test_trace_streams_sip_messages_live(
     assert loop.run_until(
         lambda: app.trace_followers == 0, 2.0
     )  # unsubscribed when the client left
+
+
+# -- start-up order (issue 6) -------------------------------------------------------------
+
+
+class Registrar:
+    """A registrar on the test's loop: it challenges each REGISTER once (RFC 3261
+    22.4: 401 with a Digest nonce) and binds the authorised retry; ``silent``
+    answers nothing. For each REGISTER it notes whether ``app`` was ready (the
+    rest of start-up built) when the REGISTER arrived."""
+
+    def __init__(self, loop: Loop, *, silent: bool = False) -> None:
+        self.loop = loop
+        self.silent = silent
+        self.app: App | None = None
+        self.ready_at_arrival: list[bool] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        loop.add_reader(self.sock, self._read)
+
+    def _read(self) -> None:
+        data, peer = self.sock.recvfrom(65535)
+        head, _, _ = data.decode().partition("\r\n\r\n")
+        start, *lines = head.split("\r\n")
+        if not start.startswith("REGISTER "):
+            return
+        assert self.app is not None
+        self.ready_at_arrival.append(self.app.ready)
+        if self.silent:
+            return
+        headers = [tuple(p.strip() for p in line.split(":", 1)) for line in lines]
+        get = {name.lower(): value for name, value in reversed(headers)}
+        to = get["to"] if ";tag=" in get["to"] else get["to"] + ";tag=reg"
+        reply = [*(f"Via: {v}" for n, v in headers if n.lower() == "via")]
+        reply += [f"From: {get['from']}", f"To: {to}", f"Call-ID: {get['call-id']}"]
+        reply += [f"CSeq: {get['cseq']}"]
+        if "authorization" in get:
+            reply = ["SIP/2.0 200 OK", *reply, f"Contact: {get['contact']};expires=600"]
+        else:
+            reply = ["SIP/2.0 401 Unauthorized", *reply]
+            reply.append(f'WWW-Authenticate: Digest realm="test", nonce="{uuid.uuid4().hex}"')
+        reply += ["Content-Length: 0", "", ""]
+        self.sock.sendto("\r\n".join(reply).encode(), peer)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock)
+        self.sock.close()
+
+
+REGISTERING_DOOR = """
+hal = "sim"
+
+[sip]
+udp = "127.0.0.1:0"
+tcp = ""
+
+[[accounts]]
+id = "<sip:door@127.0.0.1>"
+reg_uri = "sip:127.0.0.1:{registrar_port}"
+ka_interval = 0
+unreg_timeout = 1
+[[accounts.cred_info]]
+realm = "*"
+username = "door"
+data = "d00r"
+
+[[leds]]
+name = "status"
+bcm = 22
+
+[intercom]
+auto_answer = true
+trusted = ["sip:127.0.0.1:*"]
+"""
+
+
+def start_app(loop: Loop, tmp_path: Path, registrar: Registrar, **options: Any) -> App:
+    """A door registering at ``registrar``, started but (unlike ``make_app``) not waited for."""
+    path = tmp_path / "door.toml"
+    path.write_text(REGISTERING_DOOR.format(registrar_port=registrar.port))
+    app = App(load_config(path), loop=loop, timers=FAST, heartbeat_interval=0, **options)
+    registrar.app = app
+    app.start()
+    return app
+
+
+def test_the_rest_of_start_up_waits_for_the_registrar_and_media_for_a_call(
+    loop: Loop, tmp_path: Path
+) -> None:
+    registrar = Registrar(loop)
+    # rest_after far away: only the registrar's answers can bring the rest forward
+    app = start_app(loop, tmp_path, registrar, rest_after=30.0)
+    try:
+        assert not app.ready and app.calls is None and app.board is None
+        assert loop.run_until(lambda: app.ready, 2.0)
+        # the REGISTER and its authorised retry both left before calls, audio,
+        # GPIO and behaviour were built: the challenge was not kept waiting
+        assert registrar.ready_at_arrival == [False, False]
+        [account] = app.status()["accounts"]
+        assert account["registered"] is True
+        # the behaviour was built after the 200 OK and still shows it: idle
+        # (registered), not the slow blink of an account still registering
+        assert app.status()["led_state"] == "idle"
+        assert app.leds["status"] == "heartbeat"
+        assert app.calls is not None and app.audio is not None
+        assert app.media is None  # no call yet: no RTP stack, no codec libraries
+    finally:
+        app.shutdown()
+        registrar.close()
+
+
+def test_a_call_before_the_rest_is_built_is_answered_with_media(loop: Loop, tmp_path: Path) -> None:
+    registrar = Registrar(loop, silent=True)  # the registrar never answers
+    flat = Flat(loop)
+    app = start_app(loop, tmp_path, registrar, rest_after=30.0)
+    try:
+        assert loop.run_until(lambda: bool(registrar.ready_at_arrival), 2.0)
+        assert not app.ready and app.calls is None
+        # the flat calls the door while the door still waits for its registrar
+        flat.calls.call_make_call(flat.acc, f"sip:door@127.0.0.1:{sip_port(app)}")
+        assert loop.run_until(lambda: flat.state() is InviteState.CONFIRMED, 3.0), flat.events
+        assert app.ready  # the INVITE brought the rest forward, the call layer took it
+        assert loop.run_until(
+            lambda: [c["state"] for c in app.status()["calls"]] == ["confirmed"], 2.0
+        )
+        [call] = app.status()["calls"]
+        assert call["direction"] == "incoming"
+        assert app.media is not None and call["codec"] == "PCMU/8000"  # built for this call
+        assert app.status()["led_state"] == "in call"
+        flat.calls.call_hangup(flat.calls.enum_calls()[0])
+        assert loop.run_until(lambda: not app.status()["calls"], 3.0)
+    finally:
+        app.shutdown()
+        flat.close()
+        registrar.close()
+
+
+def test_without_answers_the_rest_is_built_after_rest_after(loop: Loop, tmp_path: Path) -> None:
+    registrar = Registrar(loop, silent=True)
+    app = start_app(loop, tmp_path, registrar, rest_after=0.3)
+    try:
+        began = loop.time()
+        assert loop.run_until(lambda: app.ready, 2.0)
+        assert loop.time() - began >= 0.25  # waited for the registrar, then gave up waiting
+        # no answer yet, as the behaviour sees it (the 408 comes at Timer F)
+        assert app.status()["led_state"] == "not registered"
+    finally:
+        app.shutdown()
+        registrar.close()
+
+
+def test_deferred_media_builds_once_and_only_for_a_call() -> None:
+    built: list[object] = []
+
+    class Factory:
+        def create_local_media(self, call_id: int) -> str:
+            return f"media for {call_id}"
+
+    def build() -> Any:
+        built.append(Factory())
+        return built[-1]
+
+    media = DeferredMedia(build)
+    # before any call: nothing to close, no statistics, DTMF goes by SIP INFO
+    media.close(0)
+    assert media.rtp_stats(0) is None and media.send_dtmf(0, "1") is False
+    assert built == [] and media.factory is None
+    assert media.create_local_media(3) == "media for 3"
+    assert media.create_local_media(4) == "media for 4"
+    assert len(built) == 1 and media.factory is built[0]

@@ -502,9 +502,9 @@ def test_reconfigure_keeps_the_call_and_applies_new_rules() -> None:
     assert p.st() is PhoneState.IN_CALL and p.b.get_timer() == deadline  # the call goes on
     assert of(p.dtmf(10, "4711"), PulseRelay) == []  # the old code no longer opens
     assert of(p.dtmf(10, "9999"), PulseRelay) == [PulseRelay(4.0)]  # the new one does
-    assert p.b.led_state is LedState.IN_CALL
+    assert p.led() is LedState.IN_CALL
     p.state(10, CallPhase.DISCONNECTED)
-    assert p.b.led_state is LedState.NOT_REGISTERED  # account 7 is new: not registered yet
+    assert p.led() is LedState.NOT_REGISTERED  # account 7 is new: not registered yet
     assert of(p.press("bell"), MakeCall)[0].acc == 7
 
 
@@ -651,3 +651,153 @@ def test_from_example_config() -> None:
 )
 def test_caller_matches(uri: str, patterns: list[str], expected: bool) -> None:
     assert caller_matches(uri, patterns) is expected
+
+
+def test_example_config_screens_requests_as_its_comments_say() -> None:
+    """``[sip] allow`` / ``refuse`` in the example: the listed phone gets in on any
+    port, a stranger is answered 403 (not dropped)."""
+    from firmware.reconfig import screening_for
+    from firmware.screening import RequestScreen
+    from sipstack.transport_base import Peer
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "deploy" / "intercom.example.toml")
+    assert config.sip.allow == ("192.168.1.20",) and config.sip.refuse == "403"
+    screen = RequestScreen(screening_for(config), clock=lambda: 0.0)
+    assert screen.trusted(Peer("udp", "192.168.1.20", 5062))
+    assert screen.trusted(Peer("tcp", "192.168.1.20", 40000))
+    assert not screen.trusted(Peer("udp", "192.168.1.21", 5060))
+
+
+# -- the split modules ----------------------------------------------------------------------
+
+
+def test_behaviour_reexports_the_names_of_its_parts() -> None:
+    """Other modules import everything from firmware.behaviour: the split must not
+    lose a name nor make a second copy of a class."""
+    import firmware.behaviour as behaviour
+    from firmware import behaviour_events, callers, leds
+
+    before_split = {
+        *("PhoneState", "CallPhase", "RegStatus", "LedState", "ToneKind", "LED_PATTERNS"),
+        *("RegistrationChanged", "IncomingCall", "CallPlaced", "CallStateChanged"),
+        *("DtmfReceived", "FaultChanged", "DialRequested", "HangupRequested"),
+        *("BehaviourEvent", "MakeCall", "Answer", "Hangup", "PulseRelay", "ShowLed"),
+        *("PlayTone", "StopTone", "Log", "Command", "BehaviourError", "Behaviour"),
+        "caller_matches",
+    }
+    assert set(behaviour.__all__) == before_split
+    for module in (behaviour_events, callers, leds):
+        for name in set(module.__all__) & before_split:
+            assert getattr(behaviour, name) is getattr(module, name), name
+
+
+def test_dialer_sequential_moves_on_and_gives_up() -> None:
+    from collections import deque
+
+    from firmware.dialing import Dialer, DialStep
+
+    out: deque[Command] = deque()
+    d = Dialer(out)
+    d.start([FLAT_A, FLAT_B], parallel=False, timeout=20.0, acc=2)
+    assert list(out) == [MakeCall(2, FLAT_A, 1)] and d.ring_timeout == 20.0
+    out.clear()
+    assert d.placed(1, 10, "") is DialStep.WAITING
+    first = d.find(10)
+    assert first is not None and d.owns(first)
+    assert d.failed(first, "486") is DialStep.PLACED
+    assert without_logs(list(out)) == [MakeCall(2, FLAT_B, 2)]
+    assert d.find(10) is None and not d.owns(first)
+    out.clear()
+    d.placed(2, 11, "")
+    assert d.timed_out() is DialStep.EXHAUSTED
+    assert without_logs(list(out)) == [Hangup(11)]
+    with pytest.raises(ValueError):
+        d.start([], parallel=False, timeout=None, acc=2)
+
+
+def test_dialer_parallel_first_answer_cancels_the_rest_and_late_placements() -> None:
+    from collections import deque
+
+    from firmware.dialing import Dialer, DialStep
+
+    out: deque[Command] = deque()
+    d = Dialer(out)
+    d.start([FLAT_A, FLAT_B, "sip:c@pbx.example.com"], parallel=True, timeout=None, acc=0)
+    assert [c.ref for c in of(list(out), MakeCall)] == [1, 2, 3]
+    out.clear()
+    d.placed(1, 10, "")
+    d.placed(2, 11, "")
+    winner = d.find(11)
+    assert winner is not None
+    d.answered(winner)
+    assert list(out) == [Hangup(10)]  # ref 3 was never placed: nothing to hang up yet
+    assert not d.owns(winner) and d.find(11) is None
+    out.clear()
+    assert d.placed(3, 12, "") is DialStep.WAITING
+    assert list(out) == [Hangup(12)]  # given up before the user agent placed it
+
+
+def test_door_code_entry() -> None:
+    from firmware.door_code import CodeVerdict, DoorCodeEntry
+
+    e = DoorCodeEntry(max_wrong=2)
+    assert [e.enter(d, "471") for d in "47"] == [CodeVerdict.INCOMPLETE] * 2
+    e.forget_partial()
+    assert [e.enter(d, "471") for d in "471"][-1] is CodeVerdict.RIGHT
+    assert [e.enter(d, "471") for d in "470"][-1] is CodeVerdict.WRONG
+    assert e.wrong_codes == 1 and not e.locked_out
+    assert e.enter("9", "9") is CodeVerdict.RIGHT  # a reloaded code applies at once
+    e.reset()
+    assert e.wrong_codes == 0
+    assert [e.enter(d, "12") for d in "1313"] == [
+        CodeVerdict.INCOMPLETE,
+        CodeVerdict.WRONG,
+        CodeVerdict.INCOMPLETE,
+        CodeVerdict.WRONG,
+    ]
+    assert e.locked_out
+
+
+def test_led_panel_sends_only_changes_and_keeps_leds_across_reconfigure() -> None:
+    from firmware.leds import LedPanel
+
+    panel = LedPanel(LEDS[:2])
+    assert panel.update(PhoneState.IDLE, LedState.IDLE) == [
+        ShowLed("status", HEARTBEAT),
+        ShowLed("ring", None),
+    ]
+    assert panel.update(PhoneState.IDLE, LedState.IDLE) == []
+    panel.reconfigure((LedSettings("ring", 23, "call", "t"), LedSettings("x", 25, "status", "t")))
+    assert panel.update(PhoneState.IDLE, LedState.IDLE) == [ShowLed("x", HEARTBEAT)]
+    assert panel.update(PhoneState.DIALING, LedState.IDLE) == []  # a "call" LED is off
+    assert panel.update(PhoneState.IN_CALL, LedState.IN_CALL) == [
+        ShowLed("ring", STEADY),
+        ShowLed("x", STEADY),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("phone", "regs", "faulty", "expected"),
+    [
+        (PhoneState.RINGING, [RegStatus.FAILED], True, LedState.RINGING),
+        (PhoneState.CALL_WAITING, [], False, LedState.RINGING),
+        (PhoneState.IN_CALL, [RegStatus.FAILED], True, LedState.IN_CALL),
+        (PhoneState.DIALING, [RegStatus.REGISTERED], True, LedState.ERROR),
+        (PhoneState.IDLE, [RegStatus.REGISTERING, RegStatus.FAILED], False, LedState.ERROR),
+        (
+            PhoneState.IDLE,
+            [RegStatus.NOT_REGISTERED, RegStatus.REGISTERING],
+            False,
+            LedState.REGISTERING,
+        ),
+        (PhoneState.IDLE, [RegStatus.NOT_REGISTERED], False, LedState.NOT_REGISTERED),
+        (PhoneState.IDLE, [], False, LedState.IDLE),
+    ],
+)
+def test_status_led_priorities(
+    phone: PhoneState, regs: list[RegStatus], faulty: bool, expected: LedState
+) -> None:
+    from firmware.leds import status_led_state
+
+    assert status_led_state(phone, regs, faulty) is expected

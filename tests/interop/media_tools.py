@@ -36,6 +36,7 @@ from sipstack.invite_events import InviteState
 from sipstack.loop import Loop
 from sipstack.media_factory import RtpMediaFactory, file_endpoint
 from sipstack.media_session import RtpPortAllocator
+from sipstack.srtp import SrtpPolicy
 from sipstack.timers import TimerConfig
 from sipstack.tls import client_context, server_context
 from sipstack.useragent import UserAgent
@@ -322,7 +323,7 @@ class MediaPhone:
         tone_hz: int = 440,
         codecs: Sequence[str] = ("PCMU",),
         rate: int = _RATE,
-        srtp: bool = False,
+        srtp: bool | SrtpPolicy = False,
         auto_answer: bool = False,
         tls: CertBundle | None = None,
     ) -> None:

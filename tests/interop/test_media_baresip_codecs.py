@@ -10,12 +10,13 @@ recording must hold the other side's tone (Goertzel, block by block).
   audio run at 16 kHz. The tones are above 4 kHz (5 kHz from baresip, 6 kHz
   from us), which no 8 kHz codec can carry, so hearing them proves the call
   really was wideband end to end, through both G.722 sub-bands.
-- SRTP (RFC 3711, SDES keys RFC 4568): ``RtpMediaFactory(srtp=True)`` against
-  baresip's ``srtp`` module, ``mediaenc=srtp-mand`` (RTP/SAVP) and
-  ``mediaenc=srtp`` (best effort), both call directions. Signalling is plain
-  UDP on loopback: the factory offers keys on any transport (it does not
-  consult :class:`sipstack.srtp.SrtpPolicy`), which is what a test of the media
-  path wants; production accounts carry keys over TLS.
+- SRTP (RFC 3711, SDES keys RFC 4568) against baresip's ``srtp`` module, both
+  call directions: our MANDATORY policy with ``mediaenc=srtp-mand`` (RTP/SAVP),
+  our OPTIONAL policy with ``mediaenc=srtp`` (best effort: RTP/AVP with
+  ``a=crypto``, answered with a key). Those run on plain UDP with
+  ``secure_signaling=NONE``; with PJSUA's default rule (TLS needed for SDES
+  keys) the same calls over UDP are refused: 488 for baresip's, an error
+  before any INVITE for ours; over TLS they go ahead.
 
 CANCEL before answer against baresip is covered by
 ``test_calls_interop.py::test_cancel_before_baresip_answers``.
@@ -34,7 +35,9 @@ import pytest
 
 from sipstack.invite_events import InviteState
 from sipstack.loop import Loop
+from sipstack.media_factory import CallSignalling, call_signalling
 from sipstack.offer_answer import NegotiatedMedia
+from sipstack.srtp import SecureSignaling, SrtpMode, SrtpNegotiationError, SrtpPolicy
 
 from .media_tools import MediaPhone, dominant_blocks, read_wav, tone_samples, write_wav
 from .peers import CertBundle, ManagedProcess, PortAllocator
@@ -247,40 +250,54 @@ OUR_TONE = 440
 CANDIDATES = [300.0, float(OUR_TONE), 700.0, THEIR_TONE, 1400.0, 2000.0]
 
 
-_BEST_EFFORT_GAP = (
-    "answering a best-effort offer (RTP/AVP with a=crypto, baresip mediaenc=srtp) keys no "
-    "SRTP: sipstack/offer_answer.py _choose() reads a=crypto only under RTP/SAVP, and "
-    "RtpMediaFactory has no SrtpMode (srtp.srtp_answer's OPTIONAL handling is not wired in)"
-)
+def _wire_signalling(p: MediaPhone, *, dialing_tls: bool) -> None:
+    """What the application does: the factory learns each call's transport.
+
+    ``CallManager.call_get_info`` fails for an outgoing call until its INVITE
+    exists, which is when the factory asks (reported for sipstack/calls.py);
+    until then the caller says what it dials over: ``dialing_tls``.
+    """
+
+    def signalling(call: int) -> CallSignalling:
+        try:
+            return call_signalling(p.calls.call_get_info(call))
+        except AssertionError:
+            return CallSignalling(tls=dialing_tls, sips=False, incoming=False)
+
+    p.media.signalling_of = signalling
 
 
 @pytest.mark.parametrize(
-    ("mediaenc", "direction"),
+    ("mediaenc", "mode", "direction"),
     [
-        ("srtp-mand", "we-call"),
-        ("srtp-mand", "baresip-calls"),
-        ("srtp", "we-call"),
-        pytest.param(
-            "srtp",
-            "baresip-calls",
-            marks=pytest.mark.xfail(strict=True, reason=_BEST_EFFORT_GAP),
-        ),
+        ("srtp-mand", SrtpMode.MANDATORY, "we-call"),
+        ("srtp-mand", SrtpMode.MANDATORY, "baresip-calls"),
+        ("srtp", SrtpMode.OPTIONAL, "we-call"),
+        ("srtp", SrtpMode.OPTIONAL, "baresip-calls"),
     ],
 )
 def test_srtp_call_with_baresip_tone_both_ways(
     phone: Callable[..., MediaPhone],
     baresip: Callable[..., Baresip],
     mediaenc: str,
+    mode: SrtpMode,
     direction: str,
 ) -> None:
     peer = baresip(codec="PCMU", rate=8000, tone_hz=THEIR_TONE, mediaenc=mediaenc)
-    p = phone(codecs=("PCMU",), rate=8000, tone_hz=OUR_TONE, srtp=True, auto_answer=True)
+    policy = SrtpPolicy(mode, SecureSignaling.NONE)  # keys in clear: loopback only
+    p = phone(codecs=("PCMU",), rate=8000, tone_hz=OUR_TONE, srtp=policy, auto_answer=True)
     call = _talk(p, peer, direction, 3)
-    media = p.calls.call_get_info(call).media
+    info = p.calls.call_get_info(call)
+    media = info.media
     assert isinstance(media, NegotiatedMedia)
     assert media.local_crypto is not None and media.remote_crypto is not None
     suite = media.remote_crypto.split()[1]
     assert media.local_crypto.split()[1] == suite  # RFC 4568 6.1: one suite both ways
+    # The profile on the wire: RTP/SAVP for mandatory, RTP/AVP (best effort) for optional.
+    proto = b"RTP/SAVP" if mode is SrtpMode.MANDATORY else b"RTP/AVP"
+    assert info.local_sdp is not None and info.remote_sdp is not None
+    for body in (info.local_sdp, info.remote_sdp):
+        assert b" " + proto + b" " in body and b"a=crypto:" in body, body
     log = peer.log()
     _hang_up(p, peer, call)
     assert f"SRTP is Enabled (cryptosuite={suite})" in log, log[-4000:]
@@ -290,6 +307,33 @@ def test_srtp_call_with_baresip_tone_both_ways(
     rate, theirs = peer.recording()
     assert rate == 8000
     assert dominant_blocks(theirs, rate, float(OUR_TONE), CANDIDATES) >= 1.5
+
+
+@pytest.mark.parametrize("mode", [SrtpMode.OPTIONAL, SrtpMode.MANDATORY])
+def test_srtp_keys_never_travel_over_udp_by_default(
+    phone: Callable[..., MediaPhone], baresip: Callable[..., Baresip], mode: SrtpMode
+) -> None:
+    """PJSUA's srtp_secure_signaling=1: SDES over UDP is refused, as pjsua_media.c does."""
+    mediaenc = "srtp-mand" if mode is SrtpMode.MANDATORY else "srtp"
+    peer = baresip(codec="PCMU", rate=8000, tone_hz=THEIR_TONE, mediaenc=mediaenc)
+    policy = SrtpPolicy(mode)
+    assert policy.secure_signaling is SecureSignaling.TLS
+    p = phone(codecs=("PCMU",), rate=8000, tone_hz=OUR_TONE, srtp=policy, auto_answer=True)
+    _wire_signalling(p, dialing_tls=False)
+    # Ours: no INVITE leaves (the keys would be in it), the error says why.
+    with pytest.raises(SrtpNegotiationError, match="srtp_secure_signaling=1"):
+        p.calls.call_make_call(p.local_acc, peer.uri)
+    assert p.calls.call_get_count() == 0
+    # baresip's: answered 488 without a key in any response.
+    peer.command(f"/dial sip:intercom@127.0.0.1:{p.port}")
+    assert p.run_until(lambda: bool(p.incoming()), 10), peer.log()
+    call = p.incoming()[0].call_id
+    assert p.run_until(lambda: p.state(call) is S.DISCONNECTED, 5), peer.log()
+    assert p.last_code(call) == 488
+    assert wait_until(lambda: "488 Not Acceptable Here" in peer.log(), 5.0), peer.log()[-4000:]
+    log = peer.log()
+    assert "SRTP is Enabled" not in log
+    assert "incoming call from: sip:intercom" not in log  # our failed call never got there
 
 
 def test_srtp_call_with_baresip_over_tls(
@@ -305,7 +349,9 @@ def test_srtp_call_with_baresip_over_tls(
         codec="PCMU", rate=8000, tone_hz=THEIR_TONE, mediaenc="srtp-mand", certificate=pem
     )
     assert wait_until(lambda: port_bound(peer.sip_port + 1, "tcp"), 5.0), peer.log()
-    p = phone(tone_hz=OUR_TONE, srtp=True, tls=tls_certs)
+    # PJSUA's default rule (TLS on the next hop) with mandatory SRTP: met over TLS.
+    p = phone(tone_hz=OUR_TONE, srtp=SrtpPolicy(SrtpMode.MANDATORY), tls=tls_certs)
+    _wire_signalling(p, dialing_tls=True)
     assert p.tls_acc is not None
     call = p.calls.call_make_call(p.tls_acc, peer.tls_uri)
     assert p.run_until(lambda: p.state(call) is S.CONFIRMED, 10), peer.log()

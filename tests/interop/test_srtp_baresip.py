@@ -1,7 +1,8 @@
 """SRTP with SDES keys against baresip's ``srtp`` module, on 127.0.0.1.
 
-The INVITE layer is not wired to media yet, so the test speaks just enough SIP
-over a raw UDP socket: an INVITE whose SDP offer carries our ``a=crypto`` lines
+The offer/answer and key handling are checked here without the call layer
+(tests/interop/test_media_baresip_codecs.py runs whole calls): the test speaks
+just enough SIP over a raw UDP socket: an INVITE whose SDP offer carries our ``a=crypto`` lines
 (RTP/SAVP for MANDATORY, RTP/AVP for OPTIONAL), the 200 OK with baresip's answer
 and key, ACK, then RTP both ways for two seconds, then BYE. baresip
 (``answermode=auto``, ``mediaenc=srtp-mand``, ``srtp`` or none) plays a 1000 Hz
@@ -336,11 +337,12 @@ def _call(
             [CodecSpec("PCMU", RATE)],
             telephone_event=False,
             crypto=offer.crypto_lines,
+            srtp=mode,
         )
         description = create_offer(local, random.getrandbits(31), 1)
-        # offer_answer writes RTP/SAVP whenever there is crypto; OPTIONAL offers
-        # RTP/AVP with a=crypto (best effort), so take the profile from SrtpOffer.
-        description.media[0].proto = offer.proto
+        # offer_answer and srtp_offer agree on the profile: RTP/SAVP for MANDATORY,
+        # RTP/AVP with a=crypto (best effort) for OPTIONAL.
+        assert description.media[0].proto == offer.proto
         offer_sdp = description.to_bytes()
         assert f"a=crypto:1 {suite.value} inline:".encode() in offer_sdp
 

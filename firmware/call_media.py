@@ -1,0 +1,97 @@
+"""The calls' RTP media factory, built for the first call, with each account's SRTP policy.
+
+:class:`~sipstack.media_factory.RtpMediaFactory` holds one
+:class:`~sipstack.srtp.SrtpPolicy`, but PJSUA's ``use_srtp`` and
+``srtp_secure_signaling`` are account settings, and one device may have a TLS
+account that must use SRTP next to a LAN account that must not. So the
+factory here (:class:`AccountMediaFactory`) sets the policy of the call's own
+account (looked up by the call's ``acc_id``) just before it makes the call's
+first offer or answer; the factory keeps each call's mode and keys from then on
+(re-offers reuse them, RFC 4568 6.1), so a later call on another account cannot
+change an earlier one's.
+
+This module imports the RTP stack: the App imports it only when the first call
+needs media (:class:`~firmware.audio_path.DeferredMedia`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sipstack.media_factory import RtpMediaFactory, call_signalling
+from sipstack.offer_answer import LocalMedia
+from sipstack.srtp import SrtpPolicy
+
+if TYPE_CHECKING:
+    from firmware.app import App
+    from sipstack.calls import CallManager
+    from sipstack.loop import Loop
+
+__all__ = ["AccountMediaFactory", "build_media", "media_address"]
+
+
+class AccountMediaFactory(RtpMediaFactory):
+    """An :class:`RtpMediaFactory` whose SRTP policy is each call's account's.
+
+    ``policy_of(call_id)`` gives the policy of the call's account; every other
+    argument is :class:`RtpMediaFactory`'s.
+    """
+
+    def __init__(
+        self, loop: Loop, *, policy_of: Callable[[int], SrtpPolicy], **options: Any
+    ) -> None:
+        super().__init__(loop, **options)
+        self.policy_of = policy_of
+
+    def create_local_media(self, call_id: int) -> LocalMedia:
+        """Our side of the call's SDP, keyed by its account's policy the first time."""
+        if self.session(call_id) is None:
+            # the factory reads self.srtp only while it sets up a new call's media
+            self.srtp = self.policy_of(call_id)
+        return super().create_local_media(call_id)
+
+
+def account_policy(app: App, calls: CallManager, call_id: int) -> SrtpPolicy:
+    """The SRTP policy of the account the call belongs to (plain RTP if it is gone)."""
+    assert app.accounts is not None
+    settings = app.accounts.settings.get(calls.call_get_info(call_id).acc_id)
+    return settings.srtp_policy() if settings is not None else SrtpPolicy()
+
+
+def build_media(app: App) -> RtpMediaFactory:
+    """The RTP media factory, plugged into the app's audio path (the first call's)."""
+    assert app.audio is not None and app.calls is not None
+    audio, calls = app.audio, app.calls
+    media = AccountMediaFactory(
+        app.loop,
+        policy_of=lambda c: account_policy(app, calls, c),
+        host=app.media_host,
+        address_of=lambda c: media_address(app, c),
+        conference=audio.conference,
+        audio_slot=audio.audio_slot,
+        ptime=app.config.audio.ptime,
+        # PJSUA's srtp_secure_signaling needs to know how each call's SIP travels
+        signalling_of=lambda c: call_signalling(calls.call_get_info(c)),
+    )
+    media.on_dtmf = calls.on_media_dtmf
+    return media
+
+
+def media_address(app: App, call_id: int) -> str:
+    """The address our SDP offers: the bound host, else the one our packets
+    leave from toward the default account's registrar (or the default route)."""
+    assert app.ua is not None
+    if app.media_host not in ("0.0.0.0", "::"):
+        return app.media_host
+    ua = app.ua
+    remote = "192.0.2.1"  # TEST-NET: the kernel answers with the default-route address
+    default = ua.acc_get_default()
+    if ua.acc_is_valid(default):
+        dest = ua.acc_get_account(default).reg_destination
+        if dest is not None:
+            remote = dest.host
+    tm = ua.endpoint.transports
+    udp = tm.find("udp")
+    found = tm.local_address(udp if udp is not None else 0, remote)
+    return found if found is not None else "127.0.0.1"  # no route at all: offline
