@@ -603,6 +603,10 @@ def rows(ours: Figures, peer: Figures | None) -> Iterator[tuple[str, float, floa
         yield key, get(ours), (get(peer) if peer is not None else None), unit
 
 
+def _load_text(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.2f}" for x in load)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="starts per client and size")
@@ -625,6 +629,7 @@ def main() -> int:
     if not shutil.which("sipp"):
         parser.error("SIPp (sip-tester) is needed for the in-call figures")
     with_peer = not args.no_peer and shutil.which("baresip") is not None
+    load_before = os.getloadavg()
     registrar = Registrar(challenge=not args.no_auth)
     kinds: list[type[Client]] = [Ours, Baresip] if with_peer else [Ours]
     try:
@@ -636,16 +641,20 @@ def main() -> int:
     finally:
         registrar.close()
     table = list(rows(ours, peer))
+    # the machine is shared: the wall-clock figures mean little without the load
+    load = f"load average {_load_text(load_before)} before, {_load_text(os.getloadavg())} after"
     if args.json:
         for name, o, p, unit in table:
             ratio = round(o / p, 2) if p else None
             print(json.dumps({"name": name, "ours": o, "peer": p, "ratio": ratio, "unit": unit}))
+        print(load, file=sys.stderr)
         return 0
     layout = "installed-like venv" if args.installed else "project .venv (editable)"
     print(
         f"runs={args.runs} (median)  registrar auth={'off' if args.no_auth else 'digest'}  "
         f"ours: {layout}, tree {Ours.tree}"
     )
+    print(f"{load} ({os.cpu_count()} CPUs)")
     print(f"{'figure':22s} {'ours':>9s} {'baresip':>9s} {'ratio':>6s}  unit")
     for name, o, p, unit in table:
         ratio_text = f"{o / p:6.2f}" if p else "     -"

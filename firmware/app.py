@@ -203,6 +203,7 @@ class App:
         )
         self.tap = SipTap(ua.endpoint.transports, config_secrets(self.config))
         ua.endpoint.admit = self.gate.admit
+        ua.endpoint.transports.prescreen = self.gate.prescreen
         ua.add_request_filter(self.gate.filter)
         ua.add_request_filter(self._rest_before_requests)
         self._create_transports()

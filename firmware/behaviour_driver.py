@@ -15,12 +15,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased, LedPattern
-from hal.gpio import DOUBLE_FLASH, FAST_BLINK, HEARTBEAT, SLOW_BLINK, STEADY
-
+# hal.gpio and hal.debounce are imported by the first button or LED: the App
+# builds this driver before its first REGISTER, which needs neither (issue 6).
 if TYPE_CHECKING:
     from firmware.app import App
     from firmware.behaviour import BehaviourEvent, Command
+    from hal.debounce import LedPattern
     from sipstack.account_events import RegStateChanged
     from sipstack.calls import CallEvent
     from sipstack.loop import TimerHandle
@@ -29,14 +29,22 @@ __all__ = ["BehaviourDriver"]
 
 log = logging.getLogger("intercom")
 
-_PATTERN_NAMES: dict[LedPattern | None, str] = {
-    STEADY: "steady",
-    SLOW_BLINK: "slow blink",
-    FAST_BLINK: "fast blink",
-    DOUBLE_FLASH: "double flash",
-    HEARTBEAT: "heartbeat",
-    None: "off",
-}
+
+def _pattern_name(pattern: LedPattern | None) -> str:
+    """What ``intercom status`` calls an LED pattern."""
+    from hal.gpio import DOUBLE_FLASH, FAST_BLINK, HEARTBEAT, SLOW_BLINK, STEADY
+
+    names: dict[LedPattern | None, str] = {
+        STEADY: "steady",
+        SLOW_BLINK: "slow blink",
+        FAST_BLINK: "fast blink",
+        DOUBLE_FLASH: "double flash",
+        HEARTBEAT: "heartbeat",
+        None: "off",
+    }
+    return names.get(pattern, "pattern")
+
+
 # RFC 3261 21.4.2/21.4.4/21.4.5/21.4.8: the registrar refused who we are, not a timeout.
 _REFUSED = (401, 403, 404, 407)
 
@@ -107,6 +115,8 @@ class BehaviourDriver:
 
     def on_button(self, event: object) -> None:
         """A button event from the GPIO board."""
+        from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased
+
         if isinstance(event, ButtonPressed):
             self.app.last_buttons.append({"time": time.time(), "button": event.button})
             log.info("button %s pressed", event.button)
@@ -194,7 +204,7 @@ class BehaviourDriver:
             app.relay_pulses += 1
         elif isinstance(command, ShowLed):
             assert app.board is not None
-            app.leds[command.name] = _PATTERN_NAMES.get(command.pattern, "pattern")
+            app.leds[command.name] = _pattern_name(command.pattern)
             if command.pattern is None:
                 app.board.leds.off(command.name)
             else:

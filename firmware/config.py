@@ -54,7 +54,7 @@ from firmware.config_sections import (
     default_config,
     parse_listen,
 )
-from hal.gpio import GpioConfig, GpioConfigError, Pull, validate_config
+from hal.gpio_config import GpioConfig, GpioConfigError, Pull, validate_config
 from sipstack.account_config import MAX_ACC, AccountConfig
 from sipstack.digest import CredentialInfo, DataType
 from sipstack.errors import SipParseError

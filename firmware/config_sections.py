@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hal.gpio import ButtonConfig, GpioConfig, LedConfig, Pull, RelayConfig
+from hal.gpio_config import ButtonConfig, GpioConfig, LedConfig, Pull, RelayConfig
 from sipstack.account_config import INVALID_ID, AccountConfig
 from sipstack.digest import CredentialInfo
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from firmware.audio_path import dbfs
 from firmware.config import ConfigError
 from firmware.control import ControlConnection, ControlError
-from hal.debounce import ButtonPressed, ButtonReleased
 
 if TYPE_CHECKING:
     from firmware.app import App
@@ -83,6 +82,8 @@ class ControlCommands:
     def press(self, name: str) -> str:
         """Press and release button ``name`` as if by hand, on any backend, through
         the behaviour (not the pins: a Pi's inputs cannot be driven from here)."""
+        from hal.debounce import ButtonPressed, ButtonReleased  # not before a button is used
+
         app = self.app
         names = [b.name for b in app.config.buttons]
         if name not in names:

@@ -2,7 +2,8 @@
 
 The rules are :class:`~firmware.screening.RequestScreen`'s (our servers, allowed
 peers, rate limits, 403 or drop); this module applies them at the two places
-the user agent asks: :meth:`RequestGate.admit` before a request reaches the
+the user agent asks (and one the transports ask, :meth:`RequestGate.prescreen`,
+before parsing): :meth:`RequestGate.admit` before a request reaches the
 transaction layer (a dropped request costs no transaction and gets no answer)
 and :meth:`RequestGate.filter` before a handler takes it (403). Requests in
 our calls' dialogs always pass: their Call-ID and tags cannot be guessed.
@@ -27,6 +28,11 @@ class RequestGate:
 
     def __init__(self, app: App) -> None:
         self._app = app
+
+    def prescreen(self, data: bytes, peer: Peer) -> bool:
+        """Whether received bytes are dropped before they are even parsed: those of
+        a stranger that is rate-limited now (a flood costs a look-up, not a parse)."""
+        return self._app.screen.drop_unparsed(data, peer)
 
     def admit(self, request: Request, peer: Peer) -> bool:
         """Whether the endpoint takes ``request`` in at all (False: dropped unanswered).

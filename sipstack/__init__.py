@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     from .framer import StreamFramer
     from .headers import CSeq, Headers, NameAddr, Via
     from .ids import IdGenerator
-    from .locate import Target, TargetList
     from .loop import Loop
     from .message import Request, Response, make_response, parse_message
     from .resolver import Resolver
+    from .targets import Target, TargetList
     from .timers import TimerConfig
     from .transaction_layer import TransactionLayer
     from .uri import URI, parse_uri
@@ -71,7 +71,7 @@ _EXPORTS = {
     "framer": ["StreamFramer"],
     "headers": ["CSeq", "Headers", "NameAddr", "Via"],
     "ids": ["IdGenerator"],
-    "locate": ["Target", "TargetList"],
+    "targets": ["Target", "TargetList"],
     "loop": ["Loop"],
     "message": ["Request", "Response", "make_response", "parse_message"],
     "resolver": ["Resolver"],

@@ -371,12 +371,15 @@ HEAD_CAPTURED = tuple(HEAD_PIECES)
 HEAD_MAX_FIELDS = 256
 
 
-def head_re(checked_names: list[str]) -> re.Pattern[str]:
-    """Compile HEAD_RE, to be matched from the first header line to the end of
-    the header section (its last CRLF included).
+def head_re(checked_names: list[str]) -> LazyPattern:
+    """HEAD_RE, to be matched from the first header line to the end of the
+    header section (its last CRLF included).
 
     ``checked_names`` are all names (compact forms included) of checked
-    headers: the generic line must not take any of them.
+    headers: the generic line must not take any of them. Compiled on the
+    first parse, not at import: the largest pattern here (~15 ms of
+    ``re._compiler`` on a desktop CPU), and start-up sends the first REGISTER
+    before it has anything to parse (issue 6).
     """
     assert tuple(_HEAD_CHECKED)[: len(HEAD_CAPTURED)] == HEAD_CAPTURED
     lines = []
@@ -388,7 +391,7 @@ def head_re(checked_names: list[str]) -> re.Pattern[str]:
         lines.append(f"(?:{name}): (?:{value})" if "|" in name else f"{name}: (?:{value})")
     lines.append(rf"(?!{_any_case(checked_names)}:){TOKEN}: {_UNCHECKED_VALUE}")
     body = "|".join(rf"{line}\r\n" for line in lines)
-    return re.compile(f"(?:{body}){{0,{HEAD_MAX_FIELDS}}}")
+    return LazyPattern(f"(?:{body}){{0,{HEAD_MAX_FIELDS}}}")
 
 
 def _c(pattern: str) -> re.Pattern[str]:
@@ -396,7 +399,7 @@ def _c(pattern: str) -> re.Pattern[str]:
 
 
 # -- compiled at import: what every message needs --------------------------------------
-# (and HEAD_RE, compiled by _validate, and VIA_PARM_RE above)
+# (and VIA_PARM_RE above; HEAD_RE is a LazyPattern, compiled by the first parse)
 
 TOKEN_RE = _c(TOKEN)
 # The usual Request-Line: a plain sip/sips Request-URI and SIP/2.0; a subset

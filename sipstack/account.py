@@ -12,6 +12,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .account_config import AccountConfig, RpidElement
 from .account_events import RegStateChanged, UaEvent
@@ -22,8 +23,6 @@ from .headers import NameAddr
 from .ids import IdGenerator
 from .loop import TimerHandle
 from .message import Request, Response
-from .pidf import PresenceStatus, build_status
-from .publisher import Published, Publisher, PublisherConfig, PublisherEvent, PublishFailed
 from .registration import (
     Registration,
     RegistrationConfig,
@@ -33,6 +32,12 @@ from .registration import (
 from .registration import RequestFailure as RegFailure
 from .transport_base import Destination, is_ip_literal
 from .uri import URI, parse_uri
+
+if TYPE_CHECKING:
+    # presence (RFC 3856/3903) is imported when an account first uses it: its
+    # event classes are start-up CPU the first REGISTER does not need (issue 6)
+    from .pidf import PresenceStatus
+    from .publisher import Publisher, PublisherEvent
 
 __all__ = ["Account", "ContactSource"]
 
@@ -385,10 +390,14 @@ class Account:
     @property
     def presence(self) -> PresenceStatus:
         """The status in the form the PIDF builder and the notifier take."""
+        from .pidf import PresenceStatus
+
         r = self.rpid
         return PresenceStatus(self.online, r.note, r.activity, r.id or None)
 
     def _pidf(self) -> bytes:
+        from .pidf import build_status
+
         return build_status(str(self.uri), self.presence, self._tuple_id)
 
     # -- publication (RFC 3903) -----------------------------------------------------------
@@ -398,6 +407,7 @@ class Account:
         if not self.config.publish_enabled or self.local or self.publisher is not None:
             return
         from .account_config import PUBLISH_EXPIRATION
+        from .publisher import Publisher, PublisherConfig
 
         cfg = PublisherConfig(
             aor=self.config.id,
@@ -427,6 +437,8 @@ class Account:
             self.pub_driver.pump()
 
     def _on_pub_event(self, event: PublisherEvent) -> None:
+        from .publisher import Published, PublishFailed
+
         if isinstance(event, Published):
             log.debug("account %d: presence published (%s s)", self.slot, event.expires)
         elif isinstance(event, PublishFailed):

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from .errors import TransportError
 from .ids import IdGenerator
-from .locate import FailureReason, LocateError, Target, TargetList
 from .loop import Loop, TimerHandle
 from .message import Request, Response
+from .targets import FailureReason, LocateError, Target, TargetList
 from .timers import TimerConfig
 from .transaction import (
     AckReceived,

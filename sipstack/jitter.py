@@ -32,6 +32,13 @@ How it works, with the reasons:
   fast or slow: the error grows by a frame every 4 s and is corrected at the
   next quiet moment.
 * **Bounded**: never more than ``max_delay`` of audio; the oldest goes first.
+* **A loss seen late is not played twice.** Slots that underran while nothing
+  was here and that a later packet then shows to be lost are skipped, not
+  concealed again (with 60 ms packets a loss shows only 60 ms later).
+* **Packets of any length** (10-120 ms) reach it through
+  :class:`~sipstack.depacketise.PacketSplitter`, which cuts them into frames of a length that
+  divides both the packet and the playout tick; loss, reordering and
+  concealment then work per frame.
 """
 
 from __future__ import annotations
@@ -129,8 +136,10 @@ class _State(enum.Enum):
 class JitterBuffer:
     """An adaptive, bounded, reorder-tolerant playout buffer (see the module doc).
 
-    ``frame_samples`` is the samples per packet and per :meth:`get` call (one
-    packet is one frame; the glue repacketises if a peer's ptime differs).
+    ``frame_samples`` is the samples per :meth:`put` and per :meth:`get` call:
+    one entry is one frame. Packets of another length go through a
+    :class:`~sipstack.depacketise.PacketSplitter`, which cuts them into frames
+    (or sets a shorter frame with :meth:`set_frame_samples`).
     """
 
     def __init__(
@@ -162,7 +171,9 @@ class JitterBuffer:
         self._hold_blocks = max(1, round(hold_time))
         self._shrink_rate = shrink_rate
         self._urgent = urgent * self.ptime
+        self._floor = min_delay  # lowest target: see set_frame_samples()
         self._expand_frames = expand_frames
+        self._expand_time = expand_frames * self.ptime
         self._idle_timeout = idle_timeout
         self._initial_delay = initial_delay
         # counters survive reset(): they describe the whole call
@@ -179,6 +190,29 @@ class JitterBuffer:
         self._jitter_est = max(0.0, initial_delay - self.ptime)
         self._target = initial_delay
         self.reset()
+
+    def set_frame_samples(self, frame_samples: int, frames_per_packet: int = 1) -> None:
+        """Change the frame length; a real change forgets the stream (counters stay).
+
+        The frames held were cut to the old length, so they cannot be played
+        at the new one: this is a restart, like a new SSRC.
+        ``frames_per_packet`` frames arrive together (a long packet cut up by
+        :class:`~sipstack.depacketise.PacketSplitter`): the last waits that many frames minus one
+        longer than the first whatever the network does, so the target never
+        goes below that plus one frame, from the first packet on.
+        """
+        if frame_samples <= 0 or frames_per_packet <= 0:
+            raise ValueError("frame size and frames per packet must be positive")
+        changed = frame_samples != self.frame_samples
+        self.frame_samples = frame_samples
+        self.ptime = frame_samples / self.clock_rate
+        self._max_frames = max(2, math.ceil(self.max_delay / self.ptime))
+        # time constants given in frames (urgent, expand_frames) keep their length in time
+        self._expand_frames = max(1, round(self._expand_time / self.ptime))
+        self._floor = min(self.max_delay, max(self.min_delay, frames_per_packet * self.ptime))
+        self._target = max(self._target, self._floor)
+        if changed:
+            self.reset()
 
     def reset(self) -> None:
         """Forget the stream (new SSRC, sequence restart); keep counters and the target."""
@@ -299,7 +333,7 @@ class JitterBuffer:
             est = max(peak, est - self._shrink_rate * (now - self._est_time))
         self._est_time = now
         self._jitter_est = est
-        self._target = min(self.max_delay, max(self.min_delay, est + self.ptime))
+        self._target = min(self.max_delay, max(self._floor, est + self.ptime))
 
     def _drop_oldest(self) -> None:
         oldest = min(self._frames)
@@ -409,6 +443,9 @@ class JitterBuffer:
         frames = self._frames
         seq = self._next_seq
         entry = frames.get(seq)
+        if entry is None and self._empty_gets and self._max_seq is not None:
+            seq = self._catch_up(seq)
+            entry = frames.get(seq)
         if entry is not None:
             self._empty_gets = 0
             ts, payload = entry
@@ -457,6 +494,35 @@ class JitterBuffer:
             self._reset_estimator()
             self._resync = True
         return EMPTY
+
+    def _catch_up(self, seq: int) -> int:
+        """After underruns: skip missing slots whose time the underruns already took.
+
+        The slots were concealed (or silent) by time while nothing was here; a
+        later packet now shows they are lost. Those whose time has passed are
+        skipped: concealing them again would play the gap twice (a long
+        packet's loss is only seen when the next one comes, a packet later).
+        """
+        frames = self._frames
+        assert self._max_seq is not None
+        nxt = seq + 1
+        while nxt < self._max_seq and nxt not in frames:
+            nxt += 1
+        entry = frames.get(nxt)
+        if entry is None:
+            return seq
+        size = self.frame_samples
+        # where the missing run began, were the timestamps contiguous (a DTX jump
+        # only makes this later: fewer slots skipped)
+        first_ts = entry[0] - (nxt - seq) * size
+        covered = (self._play_ts - first_ts + size // 2) // size
+        if covered <= 0:
+            return seq
+        skip = min(covered, nxt - seq)
+        self.lost += skip
+        for _ in range(skip):
+            self._advance(False)
+        return seq + skip
 
     # -- statistics --------------------------------------------------------------
 

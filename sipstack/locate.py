@@ -11,9 +11,11 @@ The whole list is returned, not just the first hop, because RFC 3263 4.3 asks
 the client to fail over to the next SRV target / address on a timeout, a
 transport error or a 503: :class:`TargetList` walks it.
 
-The DNS answer cache and the DNS failure types live in ``sipstack.dns_cache``;
-they are re-exported here because the resolver and callers import them from
-this module.
+The DNS answer cache and the DNS failure types live in ``sipstack.dns_cache``,
+:class:`Target`, :class:`TargetList`, :class:`FailureReason` and
+:class:`LocateError` in ``sipstack.targets`` (which needs no DNS code, so that
+the endpoint imports it without this module); all are re-exported here because
+the resolver and callers import them from this module.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from sipstack.dns_wire import (
     RType,
     SRVData,
 )
+from sipstack.targets import FailureReason, LocateError, Target, TargetList
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -72,37 +75,6 @@ _SRV_PREFIX: Mapping[str, str] = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls":
 # RFC 3263 4.1 (IANA registry): NAPTR service field -> transport. D2S (SCTP) unsupported.
 _NAPTR_SERVICES: Mapping[str, str] = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}
 _ADDRESS_TYPES: Mapping[int, int] = {4: RType.A, 6: RType.AAAA}
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One place to send a request: connect to ``address``:``port`` over ``transport``.
-
-    ``host`` is the domain from the URI (not the SRV target): RFC 5922 4.1 has the
-    client match the server certificate (and send SNI) against the SIP domain.
-    """
-
-    transport: str
-    address: str
-    port: int
-    host: str
-
-
-# -- errors -----------------------------------------------------------------------
-
-
-class LocateError(Exception):
-    """No target could be found for ``host``; ``causes`` are the DNS failures seen.
-
-    An empty ``causes`` means every question was answered but none with an
-    address (e.g. a name with no A/AAAA records).
-    """
-
-    def __init__(self, host: str, causes: Sequence[DnsError] = ()) -> None:
-        detail = "; ".join(str(cause) for cause in causes) or "no address records"
-        super().__init__(f"cannot locate SIP server for {host}: {detail}")
-        self.host = host
-        self.causes = tuple(causes)
 
 
 def _follow_chain(
@@ -560,56 +532,3 @@ def sent_by_locator(
         hosts=hosts,
         ip_versions=ip_versions,
     )
-
-
-# -- failover ---------------------------------------------------------------------
-
-
-class FailureReason(enum.Enum):
-    """Why a target was given up on (RFC 3263 4.3)."""
-
-    TIMEOUT = "timeout"  # transaction timeout (Timer B/F)
-    TRANSPORT_ERROR = "transport error"  # ICMP unreachable, connection refused/reset, TLS
-    SERVICE_UNAVAILABLE = "503"  # a 503 response
-
-
-class TargetList:
-    """Walks located targets in order for failover (RFC 3263 4.3).
-
-    The transport glue sends to :attr:`current`; on a timeout, transport error or
-    503 it calls :meth:`failed` with the target it used and gets the next one to
-    try with a *new* transaction (new branch), or None when the list is used up.
-    A report about a target that is no longer current (a late timeout from an
-    earlier attempt) is ignored, so failures are never double-counted.
-    """
-
-    def __init__(self, targets: Sequence[Target]) -> None:
-        self._targets = tuple(targets)
-        self._index = 0
-        self._failures: list[tuple[Target, FailureReason]] = []
-
-    def __len__(self) -> int:
-        return len(self._targets)
-
-    @property
-    def current(self) -> Target | None:
-        """The target to use now, or None when all have failed."""
-        return self._targets[self._index] if self._index < len(self._targets) else None
-
-    @property
-    def exhausted(self) -> bool:
-        """True when every target has failed."""
-        return self._index >= len(self._targets)
-
-    @property
-    def failures(self) -> tuple[tuple[Target, FailureReason], ...]:
-        """The targets given up on so far, with why, in order."""
-        return tuple(self._failures)
-
-    def failed(self, target: Target, reason: FailureReason) -> Target | None:
-        """Record that ``target`` failed; return the next target to try (or None)."""
-        if target != self.current:
-            return self.current
-        self._failures.append((target, reason))
-        self._index += 1
-        return self.current

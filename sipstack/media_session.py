@@ -12,8 +12,9 @@ loop, and is a *port* of the audio graph:
   RFC 4733 event packet in that slot while digits are queued. Packets are as
   long as the peer's ``a=ptime`` asks (RFC 8866 6.4: 10-120 ms, cut from the
   ticks' payloads) for G.711 and G.722; other codecs send one tick per packet.
-  Received packets must still be one tick long (the jitter buffer is
-  frame-based).
+  Received packets may be of any length from 2.5 to 120 ms: a
+  :class:`~sipstack.depacketise.PacketSplitter` cuts them into frames for the
+  jitter buffer (10 and 30 ms packets into 10 ms frames, two per tick).
 
 The media clock (the audio device or a loop timer) calls both once per tick;
 the session itself never sleeps and keeps no timer for audio. Only RTCP has its
@@ -54,6 +55,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sipstack.codecs import Codec, CodecRegistry
+from sipstack.depacketise import PacketSplitter
 from sipstack.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from sipstack.jitter import Frame, JitterBuffer, JitterStats, Lost
 from sipstack.loop import Loop, TimerHandle
@@ -166,6 +168,9 @@ class MediaStats:
     dtmf_received: int
     unknown_payload: int
     srtp_failures: int
+    #: audio packets dropped for a duration the receive side cannot play (see
+    #: :class:`~sipstack.depacketise.PacketSplitter`)
+    refused_duration: int = 0
 
 
 # -- ports ------------------------------------------------------------------------------
@@ -242,6 +247,32 @@ def _default_jitter(clock_rate: int, frame_samples: int) -> JitterBuffer:
     return JitterBuffer(clock_rate, frame_samples)
 
 
+# RFC 6716 3.1: frame length by TOC configuration (config >> 2 selects the row's
+# pattern), in 48 kHz samples: SILK 10/20/40/60 ms, Hybrid 10/20, CELT 2.5/5/10/20.
+_OPUS_FRAME_48K = (480, 960, 1920, 2880) * 3 + (480, 960) * 2 + (120, 240, 480, 960) * 4
+
+
+def _opus_samples(payload: bytes, clock_rate: int, default: int) -> int:
+    """Duration of an Opus packet from its TOC byte (RFC 6716 3.1), in RTP clock ticks.
+
+    A packet too short to tell (or a malformed code 3 packet) counts as
+    ``default``: the decoder will judge it.
+    """
+    if not payload:
+        return default
+    toc = payload[0]
+    code = toc & 3
+    if code == 0:
+        frames = 1
+    elif code < 3:
+        frames = 2
+    elif len(payload) > 1 and payload[1] & 0x3F:
+        frames = payload[1] & 0x3F  # RFC 6716 3.2.5: M in the frame count byte
+    else:
+        return default
+    return frames * _OPUS_FRAME_48K[toc >> 3] * clock_rate // 48000
+
+
 # -- the session ------------------------------------------------------------------------
 
 
@@ -267,6 +298,10 @@ class _Stream:
         "can_receive",
         "packet_samples",
         "pending",
+        "splitter",
+        "opus",
+        "stash",
+        "stash_ts",
     )
 
     def __init__(
@@ -299,6 +334,21 @@ class _Stream:
         #: audio waiting for a packet; see :meth:`set_packet_ptime`.
         self.packet_samples = self.rtp_samples
         self.pending = b""
+        # Receive side: packets of another length than a tick go through the splitter.
+        sliceable = len(self.silence_payload) == self.rtp_samples
+        self.splitter = PacketSplitter(jitter, self.rtp_samples, sliceable=sliceable)
+        self.opus = codec.name.lower() == "opus"
+        #: decoded PCM of a long packet not yet played, and the RTP timestamp it starts at
+        self.stash = b""
+        self.stash_ts = 0
+
+    def packet_duration(self, payload: bytes) -> int:
+        """RTP clock ticks of audio in a received payload."""
+        if self.splitter.sliceable:
+            return len(payload)
+        if self.opus:
+            return _opus_samples(payload, self.codec.clock_rate, self.rtp_samples)
+        return self.rtp_samples  # a codec we cannot measure: one tick, as sent
 
     def set_packet_ptime(self, ptime: int | None) -> None:
         """Send ``ptime`` ms packets (RFC 8866 6.4: the peer's a=ptime) if we can.
@@ -577,7 +627,12 @@ class MediaSession:
             self._loop.remove_reader(self._rtp_sock)
             self._rtp_reader = False
         self._last_read = now
-        self._receive_rtp(self._fresh)
+        stream = self._stream
+        if stream is None or stream.splitter.per_tick == 1:
+            self._receive_rtp(self._fresh)
+        else:
+            # packets shorter than a tick: two or more arrive per tick, read them all
+            self._receive_rtp(self._fresh / stream.splitter.per_tick)
         stream = self._stream
         if stream is None:
             return None
@@ -589,12 +644,72 @@ class MediaSession:
             stream.dtmf_rx_active = dtmf_rx.get_timer() is not None
         if not stream.can_receive:
             return None
+        if not stream.splitter.simple:
+            return self._read_units(stream, now)
         result = stream.jitter.get(now)
         if type(result) is Frame:
             return stream.codec.decode(result.payload)
         if type(result) is Lost:
             return stream.codec.conceal(stream.pcm_samples)
         return None
+
+    def _read_units(self, stream: _Stream, now: float) -> bytes | None:
+        """One tick from several frames of the buffer, or from part of a long packet.
+
+        Unit ``k`` of the tick is played ``k`` units after ``now``: that is the
+        time the buffer measures its delay against. Consecutive slices of a
+        sliceable codec are decoded in one call; each lost unit is concealed on
+        its own (per-frame PLC), an empty one is silence.
+        """
+        splitter = stream.splitter
+        codec = stream.codec
+        jitter = stream.jitter
+        unit_pcm = stream.pcm_samples // splitter.per_tick
+        step = splitter.unit / codec.clock_rate
+        parts: list[bytes] = []
+        slices: list[bytes] = []
+        audio = False
+        for k in range(splitter.per_tick):
+            result = jitter.get(now + k * step)
+            if type(result) is Frame:
+                audio = True
+                if splitter.sliceable:
+                    slices.append(result.payload)
+                else:
+                    parts.append(self._decode_unit(stream, result, unit_pcm))
+                continue
+            if slices:
+                parts.append(codec.decode(b"".join(slices)))
+                slices = []
+            if type(result) is Lost:
+                audio = True
+                stream.stash = b""
+                parts.append(codec.conceal(unit_pcm))
+            else:
+                parts.append(bytes(2 * unit_pcm))
+        if slices:
+            parts.append(codec.decode(b"".join(slices)))
+        return b"".join(parts) if audio else None
+
+    @staticmethod
+    def _decode_unit(stream: _Stream, frame: Frame, unit_pcm: int) -> bytes:
+        """A unit of a codec that cannot be sliced: decode at the first, play the rest after."""
+        size = 2 * unit_pcm
+        unit = stream.splitter.unit
+        if frame.payload:
+            pcm = stream.codec.decode(frame.payload)
+            stream.stash = pcm[size:]
+            stream.stash_ts = (frame.timestamp + unit) & 0xFFFFFFFF
+            pcm = pcm[:size]
+        elif stream.stash and frame.timestamp == stream.stash_ts:
+            pcm = stream.stash[:size]
+            stream.stash = stream.stash[size:]
+            stream.stash_ts = (frame.timestamp + unit) & 0xFFFFFFFF
+        else:  # its first unit was dropped (delay correction): nothing decoded
+            return stream.codec.conceal(unit_pcm)
+        if len(pcm) < size:  # a broken packet decodes short (the peer's fault)
+            pcm += bytes(size - len(pcm))
+        return pcm
 
     def send_dtmf(self, digits: str, duration: float = 0.1) -> None:
         """Queue RFC 4733 digits; they go out in the next ticks, in order.
@@ -676,10 +791,14 @@ class MediaSession:
             return
         pt, seq, ts, payload = accepted
         if pt == stream.payload_type:
-            if stream.can_receive:
-                stream.jitter.put(seq, ts, payload, now)
+            if not stream.can_receive:
+                return
+            if len(payload) == stream.splitter.whole_bytes:
+                stream.jitter.put(seq, ts, payload, now)  # one tick: the usual packet
+            else:
+                stream.splitter.put(seq, ts, payload, stream.packet_duration(payload), now)
         elif pt == stream.event_pt:
-            stream.jitter.put_event(seq, ts, now)
+            stream.splitter.put_event(seq, ts, now)
             stream.dtmf_rx.receive(payload, ts, now)
             self._drain_digits(stream.dtmf_rx)
             stream.dtmf_rx_active = stream.dtmf_rx.get_timer() is not None
@@ -734,6 +853,7 @@ class MediaSession:
                 if event.old is not None:
                     # RFC 3550 8.2: a new source's numbering is unrelated to the old one
                     stream.jitter.reset()
+                    stream.stash = b""
                 self._emit(RemoteSourceChanged(event.new))
             elif isinstance(event, ByeReceived):
                 self._emit(RemoteBye(event.reason))
@@ -807,6 +927,7 @@ class MediaSession:
             dtmf_received=self.dtmf_received,
             unknown_payload=self.unknown_payload,
             srtp_failures=self.srtp_failures,
+            refused_duration=stream.splitter.refused if stream else 0,
         )
 
     def close(self, reason: str | None = None) -> None:

@@ -400,7 +400,7 @@ def _parse_head(
         msg, method = _start_line(head[:line_end], status)
         # The usual spelling: one match checks every line (see _grammar.head_re).
         # Folded lines (RFC 3261 7.3.1) fail it.
-        m = HEAD_RE.fullmatch(head, line_end + 2)
+        m = HEAD_RE.compiled.fullmatch(head, line_end + 2)
         if m is not None:
             # The groups' types depend on the match: see Headers._checked.
             hot: HotValues = m.group(*HEAD_GROUPS)

@@ -14,6 +14,8 @@ their ACKs).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections import deque
 
@@ -51,14 +53,29 @@ ServerTransaction = InviteServerTransaction | NonInviteServerTransaction
 class TransactionLayer:
     """All live transactions of one user agent, keyed as RFC 3261 17 matches them.
 
-    ``get_timer`` scans every transaction: a door station has a handful alive
-    at once, so a heap with lazy invalidation would buy nothing but bugs.
+    Deadlines are kept in a heap of ``(deadline, seq, key)`` with lazy
+    invalidation, so ``get_timer`` and ``handle_timer`` cost O(log n) per
+    deadline instead of a scan: over UDP an answered non-INVITE server
+    transaction lives 64*T1 = 32 s (RFC 3261 17.2.2 Timer J), so a UAS
+    answering 150 requests/s holds ~5,000 of them and asks after every message.
+    An entry is valid only while its transaction is alive and still reports
+    that very deadline; every touch of a transaction pushes its new deadline
+    and the old entry silently goes stale.
     """
+
+    #: The heap is rebuilt from the live transactions once it holds more than
+    #: this many entries per live transaction (plus ``_HEAP_SLACK``), so stale
+    #: entries cannot pile up; rebuilding is O(n), paid once per ~3n pushes.
+    _HEAP_FACTOR = 4
+    _HEAP_SLACK = 64
 
     def __init__(self, timers: TimerConfig | None = None) -> None:
         self._timers = timers if timers is not None else TimerConfig()
         self._clients: dict[ClientKey, ClientTransaction] = {}
         self._servers: dict[ServerTransactionKey, ServerTransaction] = {}
+        # (deadline, seq, key): seq breaks ties so keys are never compared.
+        self._deadlines: list[tuple[float, int, TransactionKey]] = []
+        self._seq = itertools.count()
         # INVITEs whose CANCEL waits for a provisional response (RFC 3261 9.1).
         self._pending_cancels: set[ClientKey] = set()
         self._outbox: list[tuple[TransactionKey, Request | Response]] = []
@@ -83,14 +100,25 @@ class TransactionLayer:
         txn = self._find(key)
         return None if txn is None else txn.state
 
+    @property
+    def indexed_deadlines(self) -> int:
+        """Entries in the deadline index, stale ones included (a diagnostic:
+        it stays within a small multiple of the live transactions)."""
+        return len(self._deadlines)
+
     def get_timer(self) -> float | None:
-        """The earliest deadline over all transactions, or None."""
-        deadlines = [
-            when
-            for txn in (*self._clients.values(), *self._servers.values())
-            if (when := txn.get_timer()) is not None
-        ]
-        return min(deadlines, default=None)
+        """The earliest deadline over all transactions, or None.
+
+        Stale index entries met on top are dropped on the way (amortised
+        O(log n)); the answer is that of asking every transaction.
+        """
+        heap = self._deadlines
+        while heap:
+            when, _, key = heap[0]
+            if self._is_current(when, key):
+                return when
+            heapq.heappop(heap)
+        return None
 
     def match_cancel(self, cancel: Request) -> TransactionKey | None:
         """The INVITE server transaction a received CANCEL targets (RFC 3261 9.2).
@@ -213,12 +241,29 @@ class TransactionLayer:
         self._collect(txn, now)
 
     def handle_timer(self, now: float) -> None:
-        """Fire the timers of every transaction that is due at ``now``."""
-        for txn in [*self._clients.values(), *self._servers.values()]:
-            when = txn.get_timer()
-            if when is not None and when <= now:
+        """Fire the timers of every transaction that is due at ``now``.
+
+        Due transactions fire in deadline order, each once per call (as a scan
+        would: one whose next deadline is also past fires on the next call),
+        and are re-indexed by ``_collect``. Transactions created meanwhile (a
+        held CANCEL) are not due: their timers start at ``now`` plus a delay.
+        """
+        heap = self._deadlines
+        due: dict[TransactionKey, None] = {}  # ordered set: duplicates fire once
+        while heap and heap[0][0] <= now:
+            when, _, key = heapq.heappop(heap)
+            if self._is_current(when, key):
+                due[key] = None
+        for key in due:
+            txn = self._find(key)
+            if txn is None:
+                continue  # defensive: firing one transaction never ends another
+            next_at = txn.get_timer()
+            if next_at is not None and next_at <= now:
                 txn.handle_timer(now)
-                self._collect(txn, now)
+            # Always re-collect: the popped entry is gone, so the transaction
+            # must be pushed again even if nothing changed.
+            self._collect(txn, now)
 
     # -- internals -----------------------------------------------------------------
 
@@ -226,6 +271,33 @@ class TransactionLayer:
         if isinstance(key, ClientKey):
             return self._clients.get(key)
         return self._servers.get(key)
+
+    def _is_current(self, when: float, key: TransactionKey) -> bool:
+        """Whether an index entry still tells the truth: its transaction is
+        alive and its next deadline is that one. A later transaction under a
+        reused key with the same deadline passes too, rightly so."""
+        txn = self._find(key)
+        return txn is not None and txn.get_timer() == when
+
+    def _index(self, txn: ClientTransaction | ServerTransaction) -> None:
+        """Push the transaction's current deadline; rebuild an overgrown heap."""
+        when = txn.get_timer()
+        if when is None:
+            return
+        heap = self._deadlines
+        heapq.heappush(heap, (when, next(self._seq), txn.key))
+        if len(heap) > self._HEAP_FACTOR * len(self) + self._HEAP_SLACK:
+            self._rebuild_index()
+
+    def _rebuild_index(self) -> None:
+        """One entry per live transaction with a timer, stale ones dropped."""
+        entries = [
+            (when, next(self._seq), txn.key)
+            for txn in (*self._clients.values(), *self._servers.values())
+            if (when := txn.get_timer()) is not None
+        ]
+        heapq.heapify(entries)
+        self._deadlines = entries
 
     def _receive_response(self, response: Response, now: float) -> None:
         key = client_key(response)
@@ -287,10 +359,13 @@ class TransactionLayer:
         if isinstance(txn, InviteClientTransaction):
             self._flush_pending_cancel(txn, now)
         if txn.terminated:
+            # Its index entries go stale by themselves (see _is_current).
             if isinstance(key, ClientKey):
                 self._clients.pop(key, None)
             else:
                 self._servers.pop(key, None)
+        else:
+            self._index(txn)
 
     def _flush_pending_cancel(self, txn: InviteClientTransaction, now: float) -> None:
         key = txn.key

@@ -72,6 +72,10 @@ class TransportManager:
         self.stats = TransportStats()
         self._transports: list[Transport] = []
         self._bad_log = RateLimitedLog(log, clock=loop.time)
+        #: ``prescreen(data, peer)`` -> True drops received bytes before they are
+        #: parsed: a flood from a source already refused and rate-limited then
+        #: costs a look-up per datagram, not a parse (issue 8)
+        self.prescreen: Callable[[bytes, Peer], bool] | None = None
         self._route_cache: dict[str, str] = {}
 
     # -- set-up -------------------------------------------------------------------
@@ -168,6 +172,8 @@ class TransportManager:
     # -- receiving ----------------------------------------------------------------
 
     def _on_data(self, data: bytes, peer: Peer) -> None:
+        if self.prescreen is not None and self.prescreen(data, peer):
+            return
         try:
             msg = parse_message(data)
         except SipParseError as exc:

@@ -38,14 +38,6 @@ from .headers import NameAddr
 from .ids import IdGenerator
 from .loop import Loop
 from .message import Request, Response, make_response
-from .pidf import PresenceStatus
-from .presence_notifier import (
-    NotifierEvent,
-    PresenceNotifier,
-    SubscriptionAdded,
-    SubscriptionTerminated,
-    check_subscribe,
-)
 from .timers import TimerConfig
 from .transport_base import is_ip_literal
 from .uas_policy import UasPolicy
@@ -54,6 +46,9 @@ from .uri import URI, parse_uri
 if TYPE_CHECKING:
     import ssl  # loaded only with TLS: it maps OpenSSL (~4 MiB resident)
 
+    # presence (RFC 3856) is imported by the first SUBSCRIBE or status change:
+    # start-up CPU the first REGISTER does not need (issue 6)
+    from .presence_notifier import NotifierEvent
     from .resolver import Resolver
 
 __all__ = ["UserAgent", "DEFAULT_USER_AGENT"]
@@ -237,6 +232,16 @@ class UserAgent:
         self._slots[acc.slot] = acc
         if is_default or self._default == INVALID_ID:
             self._default = acc.slot
+
+    def _notifier(self, acc_id: int) -> MachineDriver[NotifierEvent] | None:
+        """The presence notifier of account ``acc_id`` (None: no such account),
+        made on first use: most devices are never subscribed to."""
+        driver = self._notifiers.get(acc_id)
+        acc = self._slots[acc_id] if 0 <= acc_id < len(self._slots) else None
+        if driver is not None or acc is None:
+            return driver
+        from .presence_notifier import PresenceNotifier
+
         try:
             contact = self.acc_create_uac_contact(acc.slot, str(acc.uri))
         except ValueError:
@@ -249,7 +254,7 @@ class UserAgent:
             self.ids,
             authenticator=acc.authenticator,
             user_agent=self.user_agent,
-            status=PresenceStatus(online=acc.online),
+            status=acc.presence,
         )
         slot = acc.slot
 
@@ -259,16 +264,21 @@ class UserAgent:
         def on_failure(request: Request, failure: RequestFailure, now: float) -> None:
             notifier.request_failed(request, failure.reason, now)
 
-        self._notifiers[slot] = MachineDriver(self.endpoint, notifier, on_event, on_failure)
+        driver = MachineDriver(self.endpoint, notifier, on_event, on_failure)
+        self._notifiers[slot] = driver
+        return driver
 
     def acc_del(self, acc_id: int) -> None:
         """Delete an account: unregister it, end its subscriptions, free its slot now."""
         acc = self._acc(acc_id)
-        driver = self._notifiers.pop(acc_id)
-        notifier = driver.machine
-        assert isinstance(notifier, PresenceNotifier)
-        notifier.terminate_all(self.loop.time(), "noresource")
-        driver.pump()
+        driver = self._notifiers.pop(acc_id, None)
+        if driver is not None:
+            from .presence_notifier import PresenceNotifier
+
+            notifier = driver.machine
+            assert isinstance(notifier, PresenceNotifier)
+            notifier.terminate_all(self.loop.time(), "noresource")
+            driver.pump()
         acc.stop_publish()
         acc.unregister()
         self._retiring.append(acc)
@@ -280,9 +290,10 @@ class UserAgent:
             remaining = self.enum_accs()
             self._default = remaining[0] if remaining else INVALID_ID
 
-    def _retire(self, acc: Account, driver: MachineDriver[NotifierEvent]) -> None:
+    def _retire(self, acc: Account, driver: MachineDriver[NotifierEvent] | None) -> None:
         acc.close()
-        driver.close()
+        if driver is not None:
+            driver.close()
         if acc in self._retiring:
             self._retiring.remove(acc)
 
@@ -438,7 +449,12 @@ class UserAgent:
         """Set presence with an RPID element (activity, note, id) and notify everyone."""
         acc = self._acc(acc_id)
         acc.set_status(is_online, rpid)
-        driver = self._notifiers[acc_id]
+        driver = self._notifiers.get(acc_id)
+        if driver is None:
+            return  # nobody subscribed yet: a notifier made later starts from acc.presence
+        from .pidf import PresenceStatus
+        from .presence_notifier import PresenceNotifier
+
         notifier = driver.machine
         assert isinstance(notifier, PresenceNotifier)
         notifier.set_status(
@@ -447,6 +463,8 @@ class UserAgent:
         driver.pump()
 
     def _on_notifier_event(self, acc_id: int, event: NotifierEvent) -> None:
+        from .presence_notifier import SubscriptionAdded, SubscriptionTerminated
+
         if isinstance(event, SubscriptionAdded):
             self._emit(IncomingSubscribe(acc_id, str(event.subscriber)))
         elif isinstance(event, SubscriptionTerminated):
@@ -609,6 +627,8 @@ class UserAgent:
         )
 
     def _on_subscribe(self, inc: IncomingRequest, acc_id: int) -> None:
+        from .presence_notifier import PresenceNotifier, check_subscribe
+
         request = inc.request
         bad = check_subscribe(request)
         if bad is not None:
@@ -624,6 +644,8 @@ class UserAgent:
         driver.pump()
 
     def _find_notifier(self, request: Request, acc_id: int) -> MachineDriver[NotifierEvent] | None:
+        from .presence_notifier import PresenceNotifier
+
         if request.to.tag is not None:
             # in-dialog refresh: the notifier that owns the dialog
             for driver in self._notifiers.values():
@@ -631,7 +653,7 @@ class UserAgent:
                 assert isinstance(notifier, PresenceNotifier)
                 if any(s.id.call_id == request.call_id for s in notifier.subscriptions()):
                     return driver
-        return self._notifiers.get(acc_id)
+        return self._notifier(acc_id)
 
     def add_request_handler(self, handler: Callable[[int, IncomingRequest], bool]) -> None:
         """Let a layer above (calls) claim requests before the defaults answer them.
@@ -671,6 +693,8 @@ class UserAgent:
         for acc in accounts:
             driver = self._notifiers.get(acc.slot)
             if driver is not None:
+                from .presence_notifier import PresenceNotifier
+
                 notifier = driver.machine
                 assert isinstance(notifier, PresenceNotifier)
                 notifier.terminate_all(self.loop.time(), "deactivated")

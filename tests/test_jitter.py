@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from sipstack.depacketise import PacketSplitter
 from sipstack.jitter import Empty, Frame, JitterBuffer, LossReason, Lost
 
 P = 0.02  # ptime
@@ -309,3 +310,265 @@ def test_invalid_configuration_is_the_callers_fault() -> None:
         JitterBuffer(min_delay=0.2, initial_delay=0.1)
     with pytest.raises(ValueError):
         JitterBuffer(frame_samples=0)
+
+
+# -- packets longer or shorter than a tick (PacketSplitter) ------------------------------
+
+
+def sample_bytes(first: int, count: int) -> bytes:
+    """A sliceable payload whose byte ``j`` names sample ``first + j`` (mod 251)."""
+    return bytes((first + j) % 251 for j in range(count))
+
+
+@dataclass
+class SplitSim:
+    """Packets of ``ms`` ms (8 kHz, one byte a sample) through a splitter, one tick every P.
+
+    Packet k is sent at k * ms and arrives ``base`` (+ jitter) later; every tick
+    calls ``get`` as often as the plan asks, at the time each unit plays.
+    """
+
+    ms: int
+    sliceable: bool = True
+    base: float = 0.03
+    jb: JitterBuffer = field(default_factory=JitterBuffer)
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
+    out: list[Frame | Lost | Empty] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sp = PacketSplitter(self.jb, FS, sliceable=self.sliceable)
+
+    @property
+    def samples(self) -> int:
+        return 8 * self.ms
+
+    def add(self, k: int, jitter: float = 0.0) -> None:
+        self.arrivals.append((k * self.ms / 1000 + self.base + jitter, k))
+
+    def payload(self, k: int) -> bytes:
+        if self.sliceable:
+            return sample_bytes(k * self.samples, self.samples)
+        return bytes((k % 256,)) * 7  # an opaque packet (Opus-like)
+
+    def run(self, until: float) -> None:
+        self.arrivals.sort()
+        i = 0
+        n = 0
+        while (t := n * P) < until:
+            while i < len(self.arrivals) and self.arrivals[i][0] <= t:
+                a, k = self.arrivals[i]
+                seq = (SEQ0 + k) & 0xFFFF
+                ts = (TS0 + k * self.samples) & 0xFFFFFFFF
+                self.sp.put(seq, ts, self.payload(k), self.samples, a)
+                i += 1
+            step = self.sp.unit / 8000
+            for u in range(self.sp.per_tick):
+                self.out.append(self.jb.get(t + u * step))
+            n += 1
+
+    def kinds(self) -> str:
+        """The results from the first frame on, without the underruns after the last one."""
+        return "".join(kind(r) for r in self.out).lstrip("E").rstrip("EU")
+
+    def check_frames(self) -> list[int]:
+        """Every frame holds the samples its timestamp names; returns the start samples."""
+        starts = []
+        for r in self.out:
+            if isinstance(r, Frame):
+                start = (r.timestamp - TS0) & 0xFFFFFFFF
+                if self.sliceable:
+                    assert r.payload == sample_bytes(start, self.sp.unit)
+                elif start % self.samples == 0:
+                    assert r.payload == self.payload(start // self.samples)
+                else:
+                    assert r.payload == b""  # the rest of a packet decoded at its start
+                starts.append(start)
+        return starts
+
+
+LENGTHS = [  # ms, unit (samples), units per packet, units per tick
+    (10, 80, 1, 2),
+    (20, 160, 1, 1),
+    (30, 80, 3, 2),
+    (40, 160, 2, 1),
+    (60, 160, 3, 1),
+    (120, 160, 6, 1),
+]
+
+
+def assert_plays_in_order(sim: SplitSim, total: int, gone: frozenset[int] = frozenset()) -> None:
+    """Every unit but ``gone`` is played once, in order, or was dropped on purpose.
+
+    The buffer may drop a few units while it steers its delay from the initial
+    value to the target (counted in ``dropped``; that happens in the first
+    half second); every other unit must come out, in order, with its samples.
+    """
+    unit = sim.sp.unit
+    starts = sim.check_frames()
+    assert starts == sorted(set(starts))
+    missing = [u for u in range(total) if u * unit not in starts and u not in gone]
+    st = sim.jb.stats()
+    assert len(missing) == st.dropped
+    assert all(u * unit < 0.5 * 8000 for u in missing)
+    assert st.late == 0 and st.duplicate == 0
+
+
+@pytest.mark.parametrize(("ms", "unit", "per_packet", "per_tick"), LENGTHS)
+@pytest.mark.parametrize("sliceable", [True, False])
+def test_long_and_short_packets_play_every_sample_in_order(
+    ms: int, unit: int, per_packet: int, per_tick: int, sliceable: bool
+) -> None:
+    sim = SplitSim(ms, sliceable=sliceable)
+    count = 2400 // ms  # 2.4 s of audio
+    for k in range(count):
+        sim.add(k)
+    sim.run(3.2)
+    assert (sim.sp.unit, sim.sp.per_packet, sim.sp.per_tick) == (unit, per_packet, per_tick)
+    assert sim.jb.frame_samples == unit
+    assert_plays_in_order(sim, count * per_packet)
+    assert set(sim.kinds()) == {"F"}  # no gap, no concealment inside
+    assert sim.jb.stats().lost == 0
+
+
+@pytest.mark.parametrize(("ms", "unit", "per_packet", "per_tick"), LENGTHS)
+def test_a_lost_long_packet_is_concealed_unit_by_unit(
+    ms: int, unit: int, per_packet: int, per_tick: int
+) -> None:
+    sim = SplitSim(ms)
+    count = 2400 // ms
+    lost = count // 2
+    for k in range(count):
+        if k != lost:
+            sim.add(k)
+    sim.run(3.2)
+    gone = frozenset(range(lost * per_packet, (lost + 1) * per_packet))
+    assert_plays_in_order(sim, count * per_packet, gone)
+    # the gap (concealed, then silent once concealment gives up) sits exactly
+    # where the packet's units belong, and lasts as long as the packet
+    timeline = [
+        ((r.timestamp - TS0) & 0xFFFFFFFF) // unit if isinstance(r, Frame) else -1 for r in sim.out
+    ]
+    while timeline[0] == -1:
+        timeline.pop(0)
+    while timeline[-1] == -1:
+        timeline.pop()
+    first = timeline.index(-1)
+    assert timeline[first - 1 : first + per_packet + 1] == (
+        [min(gone) - 1] + [-1] * per_packet + [max(gone) + 1]
+    )
+    assert timeline.count(-1) == per_packet
+    assert "L" in sim.kinds() or "U" in sim.kinds()  # concealed, not only silent
+    assert sim.jb.stats().lost == per_packet
+
+
+@pytest.mark.parametrize("ms", [10, 30, 40, 60])
+def test_reordered_long_packets_are_put_back_in_order(ms: int) -> None:
+    sim = SplitSim(ms)
+    count = 3000 // ms
+    for k in range(count):
+        # every odd packet is overtaken by the even one after it
+        sim.add(k, ms / 1000 + 0.005 if k % 2 == 1 else 0.0)
+    sim.run(4.0)
+    per_packet = sim.sp.per_packet
+    assert_plays_in_order(sim, count * per_packet)
+    st = sim.jb.stats()
+    assert st.lost == 0 and "L" not in sim.kinds()
+    assert st.reordered >= (count // 2 - 2) * per_packet
+
+
+def test_unit_sequence_numbers_run_on_across_the_wrap() -> None:
+    # SEQ0 = 65500: with three units a packet the unit numbers wrap after 12 packets
+    sim = SplitSim(60)
+    for k in range(60):
+        sim.add(k)
+    sim.run(4.0)
+    frames = [r for r in sim.out if isinstance(r, Frame)]
+    assert len(frames) == 180
+    seqs = [r.seq for r in frames]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    assert sim.jb.stats().lost == 0
+
+
+def test_the_buffer_holds_the_packetisation_delay() -> None:
+    # A 60 ms packet's last unit waits 40 ms longer than its first: the delay
+    # estimate must cover it, or the first unit of every packet would underrun.
+    sim = SplitSim(60)
+    for k in range(100):
+        sim.add(k, 0.0)
+    sim.run(5.9)  # the last packet is still playing
+    st = sim.jb.stats()
+    assert st.jitter == pytest.approx(0.04, abs=1e-6)
+    assert st.target_delay == pytest.approx(0.06, abs=1e-6)
+    assert st.underruns == 0 and st.inserted == 0
+
+
+def test_event_packets_take_all_their_units() -> None:
+    # 40 ms audio, then three 40 ms RFC 4733 event packets, then audio again
+    jb = JitterBuffer()
+    sp = PacketSplitter(jb, FS, sliceable=True)
+    out: list[Frame | Lost | Empty] = []
+    for k in range(40):
+        t = k * 0.04 + 0.03
+        seq, ts = (SEQ0 + k) & 0xFFFF, (TS0 + k * 320) & 0xFFFFFFFF
+        if 10 <= k < 13:
+            sp.put_event(seq, (TS0 + 10 * 320) & 0xFFFFFFFF, t)
+        else:
+            sp.put(seq, ts, sample_bytes(k * 320, 320), 320, t)
+        for tick in range(2):
+            out.append(jb.get(t + 0.005 + tick * P))
+    st = jb.stats()
+    assert st.lost == 0 and st.underruns == 0
+    kinds = "".join(kind(r) for r in out).strip("E")
+    # 20 audio units, the events' 6 units of time as silence, the audio again
+    assert kinds.startswith("F" * 20 + "E" * 6 + "F")
+    assert set(kinds[26:]) == {"F"} and len(kinds) > 60
+
+
+def test_a_duration_that_leaves_no_sensible_unit_is_refused() -> None:
+    jb = JitterBuffer()
+    sp = PacketSplitter(jb, FS, sliceable=True)
+    sp.put(1, 0, bytes(161), 161, 0.0)  # gcd(161, 160) = 1 sample
+    sp.put(2, 161, bytes(8 * 130), 8 * 130, 0.02)  # 130 ms: over the limit
+    assert sp.refused == 2 and jb.stats().received == 0
+    # 25 ms is odd but playable: 5 ms units, four a tick
+    sp.put(3, 2000, bytes(200), 200, 0.04)
+    assert (sp.unit, sp.per_packet, sp.per_tick, sp.refused) == (40, 5, 4, 2)
+    assert jb.stats().received == 5
+
+
+def test_a_new_packet_length_restarts_the_buffer_and_keeps_playing() -> None:
+    jb = JitterBuffer()
+    sp = PacketSplitter(jb, FS, sliceable=True)
+    kinds = []
+    sample = 0
+    seq = 100
+    sent = 0.0
+    tick = 0.0
+    for ms in [20] * 50 + [40] * 25 + [30] * 34:
+        n = 8 * ms
+        sp.put(seq, sample, sample_bytes(sample, n), n, sent + 0.03)
+        seq += 1
+        sample += n
+        sent += ms / 1000
+        while tick <= sent:  # play every tick that is due before the next packet is sent
+            for u in range(sp.per_tick):
+                kinds.append(kind(jb.get(tick + u * sp.unit / 8000)))
+            tick += P
+    assert jb.stats().received == 50 + 25 * 2 + 34 * 3  # counters survive the restarts
+    assert (sp.unit, sp.per_packet, sp.per_tick) == (80, 3, 2)
+    # each restart re-buffers (silence), then plays on; nothing is concealed
+    played = "".join(kinds)
+    assert "L" not in played and played.endswith("F" * 20)
+    assert played.count("F") > 0.8 * len(played)
+
+
+def test_set_frame_samples_restarts_only_on_a_change() -> None:
+    jb = JitterBuffer()
+    jb.put(1, 0, b"a" * 160, 0.0)
+    jb.set_frame_samples(160)
+    assert jb.stats().level == 1
+    jb.set_frame_samples(80)
+    assert jb.stats().level == 0 and jb.stats().received == 1
+    assert jb.ptime == pytest.approx(0.01)
+    with pytest.raises(ValueError):
+        jb.set_frame_samples(0)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from sipstack import codec_g722
-from sipstack.codec_g711 import ulaw_decode
+from sipstack import codec_g722, codec_opus
+from sipstack.codec_g711 import ulaw_decode, ulaw_encode
 from sipstack.codecs import default_registry
 from sipstack.loop import Loop
 from sipstack.media_factory import (
@@ -874,3 +874,156 @@ def test_the_loop_reads_rtp_again_when_the_ticks_stop(loop: Loop, ports: RtpPort
     assert later is not None
     assert later.packets_received - received.packets_received >= 40
     close_all(a, b)
+
+
+# -- receiving packets longer or shorter than a tick (issue 4) --------------------------
+
+RX_LENGTHS = [("PCMU", 30), ("PCMU", 40), ("PCMA", 60), ("PCMU", 10), ("PCMU", 120)] + (
+    [("G722", 30), ("G722", 40)] if codec_g722.available() else []
+)
+
+
+@pytest.mark.parametrize(("codec", "ptime"), RX_LENGTHS)
+def test_a_peer_sending_longer_or_shorter_packets_is_heard(
+    loop: Loop, ports: RtpPortAllocator, codec: str, ptime: int
+) -> None:
+    """b sends ``ptime`` ms packets (its peer asked for a=ptime); a plays them in 20 ms ticks."""
+    a, b = Peer(loop, ports, codecs=(codec,), seed=41), Peer(loop, ports, codecs=(codec,), seed=42)
+    for_a, for_b = negotiate(a, b)
+    a.session.apply(for_a)
+    b.session.apply(dataclasses.replace(for_b, ptime=ptime))  # as if a had said a=ptime
+    b.start_tone()
+    clock = run_clock(loop, [a, b], 1.5)
+    rate = a.session.sample_rate
+    assert rate is not None and a.session.frame_samples is not None
+    # the last half second: every tick a whole frame of the tone, nothing concealed
+    last = a.heard[-25:]
+    assert all(len(frame) == 2 * a.session.frame_samples for frame in last)
+    assert tone_dominates(b"".join(last), rate)
+    sa, sb = a.session.stats(), b.session.stats()
+    assert sa.rtp is not None and sb.rtp is not None and sa.jitter is not None
+    # b really sent ptime-long packets: one every ptime / 20 ticks
+    assert abs(sb.rtp.packets_sent - clock.ticks * PTIME * 1000 / ptime) <= 1
+    assert sb.rtp.octets_sent == sb.rtp.packets_sent * 8 * ptime
+    assert sa.rtp.cumulative_lost == 0 and sa.refused_duration == 0
+    assert sa.jitter.lost == 0
+    # RFC 3550 A.8 jitter stays per packet: a 40 ms packet is not 2 late 20 ms ones
+    assert sa.rtp.jitter < 0.02
+    close_all(a, b)
+
+
+def _raw_sender(
+    loop: Loop, ports: RtpPortAllocator, codec: str, *, opus: bool = False
+) -> tuple[MediaSession, socket.socket, int]:
+    """A session fed by a plain socket of the test; also the payload type to send."""
+    registry = default_registry(opus=opus)
+    session = MediaSession(loop, registry, host=HOST, ports=ports, kernel_timestamps=False)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind((HOST, 0))
+    info = registry.find(codec)
+    assert info is not None
+    spec = CodecSpec(info.name, info.clock_rate)
+    if info.channels is not None:
+        spec = CodecSpec(info.name, info.clock_rate, channels=info.channels)
+    offer = create_offer(LocalMedia(HOST, peer.getsockname()[1], (spec,)), 1, 1)
+    _answer, negotiated = create_answer(offer, LocalMedia(HOST, session.local_port, (spec,)), 2, 1)
+    assert negotiated is not None
+    session.apply(negotiated)
+    pt = negotiated.codec.payload_type
+    if pt is None:
+        pt = negotiated.codec.static_payload_type()
+    assert pt is not None
+    return session, peer, pt
+
+
+def _play_raw(
+    session: MediaSession,
+    peer: socket.socket,
+    packets: list[tuple[int, int, int, bytes] | None],
+    ms: int,
+    seconds: float,
+    clock: list[float],
+) -> list[bytes | None]:
+    """Send ``(pt, seq, ts, payload)`` packets every ``ms`` (None: lost), read every tick.
+
+    Time is the fake loop clock ``clock[0]``; loopback UDP is delivered within
+    ``sendto``, so each tick reads what was sent before it.
+    """
+    dest = (HOST, session.local_port)
+    heard: list[bytes | None] = []
+    start = clock[0]
+    sent = 0
+    while clock[0] - start < seconds:
+        while sent < len(packets) and sent * ms / 1000 <= clock[0] - start + 1e-9:
+            if (packet := packets[sent]) is not None:
+                pt, seq, ts, payload = packet
+                peer.sendto(build_rtp(pt, seq, ts, 0x4711, payload), dest)
+            sent += 1
+        heard.append(session.read(clock[0]))
+        clock[0] += PTIME
+    return heard
+
+
+def _tone_pcm(rate: int, ms: int, count: int) -> list[bytes]:
+    """``count`` consecutive ``ms`` ms chunks of a 1 kHz tone."""
+    gen = ToneGenerator(rate, rate * ms // 1000)
+    gen.play(ToneSpec("test", (ToneSegment((1000,), 1000),)))
+    out = []
+    for _ in range(count):
+        chunk = gen.read(0.0)
+        assert chunk is not None
+        out.append(chunk)
+    return out
+
+
+def test_a_lost_30_ms_packet_is_concealed_not_silent(ports: RtpPortAllocator) -> None:
+    clock = [100.0]
+    with Loop(clock=lambda: clock[0]) as loop:
+        session, peer, pt = _raw_sender(loop, ports, "PCMU")
+        chunks = _tone_pcm(8000, 30, 50)
+        packets: list[tuple[int, int, int, bytes] | None] = [
+            (pt, 1000 + k, 5000 + 240 * k, ulaw_encode(chunk)) for k, chunk in enumerate(chunks)
+        ]
+        packets[30] = None
+        heard = _play_raw(session, peer, packets, 30, 1.6, clock)
+        stats = session.stats()
+        assert stats.jitter is not None and stats.rtp is not None
+        assert stats.rtp.cumulative_lost == 1  # RFC 3550: one packet
+        assert stats.jitter.lost == 3  # three 10 ms units concealed
+        first = next(i for i, f in enumerate(heard) if f is not None)
+        played = heard[first : first + 70]  # 49 packets * 30 ms = 73 ticks, less the tail
+        # every tick plays a whole frame: audio, or concealment of the lost 30 ms
+        assert all(f is not None and len(f) == 320 for f in played)
+        assert tone_dominates(b"".join(f for f in played if f is not None), 8000)
+        peer.close()
+        session.close()
+
+
+@pytest.mark.skipif(not codec_opus.available(), reason="libopus is not installed")
+@pytest.mark.parametrize("ms", [40, 60, 10])
+def test_opus_packets_of_any_length_are_played_in_20_ms_ticks(
+    ports: RtpPortAllocator, ms: int
+) -> None:
+    """Opus cannot be cut: a long packet is decoded at its first unit and played on."""
+    clock = [100.0]
+    with Loop(clock=lambda: clock[0]) as loop:
+        session, peer, pt = _raw_sender(loop, ports, "opus", opus=True)
+        encoder = default_registry(opus=True).create("opus", 48000)
+        count = 1200 // ms
+        packets: list[tuple[int, int, int, bytes] | None] = [
+            (pt, 7 + k, 48 * ms * k, encoder.encode(chunk))
+            for k, chunk in enumerate(_tone_pcm(16000, ms, count))
+        ]
+        heard = _play_raw(session, peer, packets, ms, 1.4, clock)
+        stats = session.stats()
+        assert stats.jitter is not None and stats.rtp is not None
+        assert stats.refused_duration == 0 and stats.jitter.lost == 0
+        audio = [f for f in heard if f is not None]
+        assert len(audio) >= 1200 // 20 - 6
+        assert all(len(f) == 640 for f in audio)  # 20 ms at 16 kHz, every tick
+        assert tone_dominates(b"".join(audio[-25:]), 16000)
+        close = getattr(encoder, "close", None)
+        if close is not None:
+            close()
+        peer.close()
+        session.close()

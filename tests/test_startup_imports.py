@@ -209,3 +209,153 @@ def test_help_is_formatted_as_stock_argparse_would(
         ours = each.format_help()
         each.formatter_class = argparse.HelpFormatter
         assert each.format_help() == ours
+
+
+# -- the first REGISTER: what it does not need (issue 6) -----------------------------------
+
+#: Presence (RFC 3856 notifier, RFC 3903 publisher, PIDF): made on first use.
+PRESENCE = ("sipstack.presence_notifier", "sipstack.publisher", "sipstack.pidf")
+
+
+def test_first_register_needs_no_presence_and_no_header_section_regex() -> None:
+    # a registrar socket that only receives: the REGISTER goes out, no answer is parsed
+    loaded = loaded_after(
+        """
+        import socket
+        from sipstack import _validate
+        from sipstack.account_config import AccountConfig
+        from sipstack.digest import CredentialInfo
+        from sipstack.loop import Loop
+        from sipstack.useragent import UserAgent
+
+        registrar = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        registrar.bind(("127.0.0.1", 0))
+        registrar.settimeout(10)
+        loop = Loop()
+        ua = UserAgent(loop)
+        ua.transport_create("udp", "127.0.0.1", 0)
+        ua.acc_add(AccountConfig(
+            id="<sip:u@127.0.0.1>", reg_uri=f"sip:127.0.0.1:{registrar.getsockname()[1]}",
+            cred_info=[CredentialInfo("*", "u", "p")], ka_interval=0))
+        loop.run_once(max_wait=0.5)
+        assert registrar.recv(65536).startswith(b"REGISTER sip:127.0.0.1")
+        # HEAD_RE is compiled by the first parse, not by import (see _grammar.head_re)
+        assert _validate.HEAD_RE._compiled is None
+        """,
+        PRESENCE,
+    )
+    assert loaded == set()
+
+
+def test_header_section_regex_compiles_on_first_parse_with_its_groups() -> None:
+    # the import-time assertion _validate no longer makes (it would compile HEAD_RE)
+    from sipstack._grammar import HEAD_PIECES
+    from sipstack._validate import HEAD_RE
+    from sipstack.message import parse_message
+
+    msg = parse_message(
+        b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n"
+        b"From: <sip:u@127.0.0.1>;tag=a\r\nTo: <sip:u@127.0.0.1>;tag=b\r\n"
+        b"Call-ID: c1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert msg.call_id == "c1"
+    assert HEAD_RE.compiled.groups == sum(n for _, n in HEAD_PIECES.values()) == 14
+
+
+def test_status_set_before_any_subscribe_is_in_the_first_notify() -> None:
+    # the notifier is made by the first SUBSCRIBE: it must start from the account's
+    # current status (RFC 3856 6.6.2: the first NOTIFY carries the current state)
+    loaded = loaded_after(
+        """
+        import socket
+        from sipstack.account_config import AccountConfig, RpidElement
+        from sipstack.loop import Loop
+        from sipstack.message import Request, Response, make_response, parse_message
+        from sipstack.useragent import UserAgent
+
+        loop = Loop()
+        ua = UserAgent(loop)
+        tid = ua.transport_create("udp", "127.0.0.1", 0)
+        acc = ua.acc_add(AccountConfig(id="<sip:door@127.0.0.1>"))
+        ua.acc_set_online_status2(acc, True, RpidElement(activity="busy", note="At the door"))
+        import sys
+        assert "sipstack.presence_notifier" not in sys.modules  # nobody subscribed yet
+        port = ua.endpoint.transports.info(tid).local_port
+        watcher = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        watcher.bind(("127.0.0.1", 0))
+        watcher.setblocking(False)
+        wport = watcher.getsockname()[1]
+        watcher.sendto((
+            f"SUBSCRIBE sip:door@127.0.0.1:{port} SIP/2.0\\r\\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{wport};branch=z9hG4bKsub1;rport\\r\\n"
+            "Max-Forwards: 70\\r\\nFrom: <sip:watcher@127.0.0.1>;tag=w1\\r\\n"
+            "To: <sip:door@127.0.0.1>\\r\\nCall-ID: sub-1@test\\r\\nCSeq: 1 SUBSCRIBE\\r\\n"
+            f"Contact: <sip:watcher@127.0.0.1:{wport}>\\r\\nEvent: presence\\r\\n"
+            "Accept: application/pidf+xml\\r\\nExpires: 600\\r\\nContent-Length: 0\\r\\n\\r\\n"
+        ).encode(), ("127.0.0.1", port))
+        notify = None
+        for _ in range(200):
+            loop.run_once(max_wait=0.02)
+            try:
+                msg = parse_message(watcher.recv(65535))
+            except BlockingIOError:
+                continue
+            if isinstance(msg, Request) and msg.method == "NOTIFY":
+                notify = msg
+                break
+        assert notify is not None, "no NOTIFY"
+        body = notify.body.decode()
+        assert "busy" in body and "At the door" in body and "open" in body, body
+        ua.shutdown(timeout=0)
+        loop.close()
+        """,
+        PRESENCE,
+    )
+    assert "sipstack.presence_notifier" in loaded
+
+
+#: Modules the firmware's way to its first REGISTER does without (issue 6): DNS
+#: (the registrar is an IP address), presence, the GPIO board glue and debouncer
+#: (the config loader needs only ``hal.gpio_config``), the call layer.
+NOT_BEFORE_REGISTER = (
+    *PRESENCE,
+    "sipstack.dns_wire",
+    "sipstack.dns_cache",
+    "sipstack.locate",
+    "sipstack.resolver",
+    "hal.gpio",
+    "hal.debounce",
+    "sipstack.calls",
+    "sipstack.sdp",
+    "sipstack.dialog",
+    "firmware.behaviour",
+)
+
+
+def test_firmware_sends_its_first_register_without_dns_presence_gpio_or_calls(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "intercom.toml"
+    loaded = loaded_after(
+        f"""
+        import pathlib, socket
+        registrar = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        registrar.bind(("127.0.0.1", 0))
+        registrar.settimeout(10)
+        pathlib.Path({str(config)!r}).write_text(
+            'hal = "sim"\\n[sip]\\nudp = "127.0.0.1:0"\\ntcp = ""\\n'
+            '[[accounts]]\\nid = "<sip:u0@127.0.0.1>"\\n'
+            f'reg_uri = "sip:127.0.0.1:{{registrar.getsockname()[1]}}"\\nka_interval = 0\\n'
+            '[[accounts.cred_info]]\\nrealm = "*"\\nusername = "u0"\\ndata = "p0"\\n'
+        )
+        from firmware.app import App
+        from firmware.config import load_config
+
+        app = App(load_config({str(config)!r}), heartbeat_interval=0)
+        app.start()
+        app.loop.run_once(max_wait=0.5)
+        assert registrar.recv(65536).startswith(b"REGISTER sip:127.0.0.1")
+        """,
+        NOT_BEFORE_REGISTER,
+    )
+    assert loaded == set()

@@ -91,6 +91,11 @@ EOF
   cleanup_chroot
   rm -rf "$root/tmp/wheels" "$root/tmp/build-ca.pem" "$root/root/.cache"
   ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+  # Reproducibility: what this stage's apt/dpkg runs logged (with the wall-clock time of
+  # the build) and ldconfig's aux cache (file times) are the only files two builds of one
+  # commit differed in (deploy/compare-images); logs of the build are no use on a device.
+  rm -f "$root/var/cache/ldconfig/aux-cache" "$root/var/log/alternatives.log" \
+    "$root/var/log/dpkg.log" "$root/var/log/apt/history.log" "$root/var/log/apt/term.log"
 }
 
 configure_system() {

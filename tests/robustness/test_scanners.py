@@ -17,7 +17,7 @@ For ``refuse = "403"`` (the default) and ``refuse = "drop"``:
 - ``svcrack`` (REGISTER password guessing, the real password in its
   dictionary) is never challenged, so it has nothing to crack.
 
-Every packet the door sends is captured (dumpcap): to the scanners only 403s
+Every packet the door sends is captured (tcpdump): to the scanners only 403s
 (or nothing), never a challenge, an Authorization header or a User-Agent;
 the door never rings (phone state, call list, its log); each refusal is
 counted in ``intercom status`` and a source gets at most ``burst`` answers
