@@ -646,7 +646,14 @@ def main() -> int:
     if args.json:
         for name, o, p, unit in table:
             ratio = round(o / p, 2) if p else None
-            print(json.dumps({"name": name, "ours": o, "peer": p, "ratio": ratio, "unit": unit}))
+            row = {"name": name, "ours": o, "peer": p, "ratio": ratio, "unit": unit}
+            row["better"] = "lower"
+            row["peer_name"] = "baresip"
+            if name.startswith("first_register_") and "cpu" not in name:
+                row["target"] = f"<= {TARGET_FIRST_REGISTER_MS:.0f} ms (issue 6)"
+            elif name.startswith("rss_"):
+                row["target"] = f"<= {TARGET_RSS_RATIO}x baresip (issue 6)"
+            print(json.dumps(row))
         print(load, file=sys.stderr)
         return 0
     layout = "installed-like venv" if args.installed else "project .venv (editable)"
