@@ -446,6 +446,11 @@ class JitterBuffer:
         if entry is None and self._empty_gets and self._max_seq is not None:
             seq = self._catch_up(seq)
             entry = frames.get(seq)
+            if entry is not None and entry[1] is None:
+                # caught up onto RFC 4733 event packets: they carry no audio
+                self._skip_events()
+                seq = self._next_seq
+                entry = frames.get(seq)
         if entry is not None:
             self._empty_gets = 0
             ts, payload = entry

@@ -572,3 +572,15 @@ def test_set_frame_samples_restarts_only_on_a_change() -> None:
     assert jb.ptime == pytest.approx(0.01)
     with pytest.raises(ValueError):
         jb.set_frame_samples(0)
+
+
+def test_catching_up_onto_late_event_packets_skips_them() -> None:
+    # Found by the RTP fuzzer (tests/robustness/test_fuzz.py): underruns while seq 103
+    # never comes, then late RFC 4733 event packets (seq 104-105) and audio (seq 106).
+    # Catching up over the lost slot lands on an event slot, which has no audio.
+    jb = JitterBuffer(min_delay=0.04, initial_delay=0.04)
+    audio = [(k * P + 0.01, 100 + k, k, b"%d" % k) for k in range(3)]
+    events: list[tuple[float, int, int, bytes | None]] = [(0.3, 104, 4, None), (0.3, 105, 4, None)]
+    kinds = drive(jb, [*audio, *events, (0.3, 106, 6, b"6")], 30)
+    assert kinds.count("F") == 4  # frames 0-2, then 6 after the events
+    assert jb.stats().lost >= 1

@@ -202,14 +202,15 @@ def test_failing_lists_cost_linear_time() -> None:
             b"X-Unknown: keep  me   verbatim", b"Contact: " + b"<sip:a@b>, " * n + b","
         )
         best = float("inf")
-        for _ in range(3):
+        for _ in range(5):
             start = time.process_time()
             with pytest.raises(SipParseError):
                 parse_message(data, max_size=4 << 20, max_line=4 << 20)
             best = min(best, time.process_time() - start)
         return best
 
-    assert cost(20_000) < 8 * cost(5_000)
+    # quadratic would be 16x; 11x leaves room for a busy machine's noise
+    assert cost(20_000) < 11 * cost(5_000)
 
 
 def test_serialize_roundtrip_and_content_length() -> None:
