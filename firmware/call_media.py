@@ -4,9 +4,9 @@
 :class:`~sipstack.srtp.SrtpPolicy`, but PJSUA's ``use_srtp`` and
 ``srtp_secure_signaling`` are account settings, and one device may have a TLS
 account that must use SRTP next to a LAN account that must not. So the
-factory here (:class:`AccountMediaFactory`) sets the policy of the call's own
-account (looked up by the call's ``acc_id``) just before it makes the call's
-first offer or answer; the factory keeps each call's mode and keys from then on
+factory is given ``srtp_of``, the policy of the call's own account (looked up
+by the call's ``acc_id``), which it asks before the call's first offer or
+answer; the factory keeps each call's mode and keys from then on
 (re-offers reuse them, RFC 4568 6.1), so a later call on another account cannot
 change an earlier one's.
 
@@ -16,40 +16,16 @@ needs media (:class:`~firmware.audio_path.DeferredMedia`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sipstack.media_factory import RtpMediaFactory, call_signalling
-from sipstack.offer_answer import LocalMedia
 from sipstack.srtp import SrtpPolicy
 
 if TYPE_CHECKING:
     from firmware.app import App
     from sipstack.calls import CallManager
-    from sipstack.loop import Loop
 
-__all__ = ["AccountMediaFactory", "build_media", "media_address"]
-
-
-class AccountMediaFactory(RtpMediaFactory):
-    """An :class:`RtpMediaFactory` whose SRTP policy is each call's account's.
-
-    ``policy_of(call_id)`` gives the policy of the call's account; every other
-    argument is :class:`RtpMediaFactory`'s.
-    """
-
-    def __init__(
-        self, loop: Loop, *, policy_of: Callable[[int], SrtpPolicy], **options: Any
-    ) -> None:
-        super().__init__(loop, **options)
-        self.policy_of = policy_of
-
-    def create_local_media(self, call_id: int) -> LocalMedia:
-        """Our side of the call's SDP, keyed by its account's policy the first time."""
-        if self.session(call_id) is None:
-            # the factory reads self.srtp only while it sets up a new call's media
-            self.srtp = self.policy_of(call_id)
-        return super().create_local_media(call_id)
+__all__ = ["account_policy", "build_media", "media_address"]
 
 
 def account_policy(app: App, calls: CallManager, call_id: int) -> SrtpPolicy:
@@ -63,9 +39,9 @@ def build_media(app: App) -> RtpMediaFactory:
     """The RTP media factory, plugged into the app's audio path (the first call's)."""
     assert app.audio is not None and app.calls is not None
     audio, calls = app.audio, app.calls
-    media = AccountMediaFactory(
+    media = RtpMediaFactory(
         app.loop,
-        policy_of=lambda c: account_policy(app, calls, c),
+        srtp_of=lambda c: account_policy(app, calls, c),
         host=app.media_host,
         address_of=lambda c: media_address(app, c),
         conference=audio.conference,

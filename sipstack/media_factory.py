@@ -173,9 +173,11 @@ class RtpMediaFactory:
     calls are up. ``latch_after`` and ``rtcp_interval`` go to every
     :class:`MediaSession`. ``srtp`` is the account's :class:`SrtpPolicy` (SDES
     keys, RFC 4568); ``True`` is OPTIONAL on any signalling (tests only: keys in
-    clear). ``signalling_of(call_id)`` says how a call's SIP travels, for the
-    policy's ``secure_signaling``; wire it (and :attr:`on_dtmf`) once the
-    :class:`~sipstack.calls.CallManager` exists::
+    clear). ``srtp_of(call_id)``, when given, is asked instead for each new call
+    (PJSUA's ``use_srtp`` is per account: the call's account's policy); a call
+    keeps its mode and keys from then on. ``signalling_of(call_id)`` says how a
+    call's SIP travels, for the policy's ``secure_signaling``; wire it (and
+    :attr:`on_dtmf`) once the :class:`~sipstack.calls.CallManager` exists::
 
         factory.signalling_of = lambda c: call_signalling(calls.call_get_info(c))
         factory.on_dtmf = calls.on_media_dtmf
@@ -197,6 +199,7 @@ class RtpMediaFactory:
         sample_rate: int = 16000,
         endpoint: AudioEndpoint | None = None,
         srtp: SrtpPolicy | bool = False,
+        srtp_of: Callable[[int], SrtpPolicy] | None = None,
         signalling_of: Callable[[int], CallSignalling] | None = None,
         rng: random.Random | None = None,
         on_event: Callable[[CallMediaEvent], None] | None = None,
@@ -221,6 +224,7 @@ class RtpMediaFactory:
         if srtp is True:
             srtp = SrtpPolicy(SrtpMode.OPTIONAL, SecureSignaling.NONE)
         self.srtp: SrtpPolicy = srtp if isinstance(srtp, SrtpPolicy) else SrtpPolicy()
+        self.srtp_of = srtp_of
         self.signalling_of = signalling_of
         self._rng = rng if rng is not None else random.Random()
         self.on_event = on_event
@@ -278,7 +282,7 @@ class RtpMediaFactory:
 
     def _keys_for(self, call_id: int) -> tuple[SrtpMode, tuple[str, ...]]:
         """The call's SRTP mode and our a=crypto lines (one per suite, RFC 4568 5.1)."""
-        policy = self.srtp
+        policy = self.srtp if self.srtp_of is None else self.srtp_of(call_id)
         if policy.mode is SrtpMode.DISABLED:
             return SrtpMode.DISABLED, ()
         if policy.secure_signaling is SecureSignaling.NONE:

@@ -234,8 +234,6 @@ def test_a_mandatory_account_over_udp_keeps_its_keys_and_refuses(
 
 
 def test_each_call_gets_its_own_accounts_policy_and_keeps_it(loop: Loop) -> None:
-    from firmware.call_media import AccountMediaFactory
-
     policies = {
         0: SrtpPolicy(SrtpMode.MANDATORY, SecureSignaling.NONE),
         1: SrtpPolicy(),  # an account with use_srtp = "disabled"
@@ -246,7 +244,7 @@ def test_each_call_gets_its_own_accounts_policy_and_keeps_it(loop: Loop) -> None
         asked.append(call_id)
         return policies[call_id]
 
-    factory = AccountMediaFactory(loop, policy_of=policy_of, host="127.0.0.1")
+    factory = RtpMediaFactory(loop, srtp_of=policy_of, host="127.0.0.1")
     try:
         first = factory.create_local_media(0)
         second = factory.create_local_media(1)
