@@ -68,7 +68,6 @@ _ETHERTYPE_IPV4 = 0x0800
 _IPPROTO_UDP = 17
 _PCMU_PT = 0  # RFC 3551 table 4
 _RATE = 8000
-_PACKET_SAMPLES = 160  # 20 ms at 8 kHz
 #: A short T1 so lost UDP requests are retried fast (the peers run on the wall clock).
 FAST_TIMERS = TimerConfig(t1=0.1, t2=0.8, t4=1.0)
 
@@ -168,29 +167,32 @@ def write_pcmu_pcap(
     ssrc: int = 0x1CE0BE11,
     first_seq: int = 1000,
     amplitude: int = 8000,
+    packet_ms: int = 20,
 ) -> int:
-    """Write a capture of a ``freq`` Hz PCMU tone, one RTP packet per 20 ms.
+    """Write a capture of a ``freq`` Hz PCMU tone, one RTP packet per ``packet_ms``.
 
     SIPp rewrites the addresses and ports when it replays (only the payloads
     and the gaps between timestamps matter to it), so the defaults are
     placeholders. Returns the number of packets written.
     """
     samples = tone_samples(freq, seconds, _RATE, amplitude)
-    count = len(samples) // _PACKET_SAMPLES
+    size = _RATE * packet_ms // 1000
+    count = len(samples) // size
     out = bytearray(struct.pack("<IHHiIII", _PCAP_MAGIC, 2, 4, 0, 0, 65535, _LINKTYPE_ETHERNET))
     for i in range(count):
-        chunk = samples[i * _PACKET_SAMPLES : (i + 1) * _PACKET_SAMPLES]
-        # RFC 3550 5.1: V=2, marker on the first packet of the talkspurt
+        chunk = samples[i * size : (i + 1) * size]
+        # RFC 3550 5.1: V=2, marker on the first packet of the talkspurt; the
+        # timestamp advances by the samples a packet carries
         header = struct.pack(
             "!BBHII",
             0x80,
             (0x80 if i == 0 else 0) | _PCMU_PT,
             (first_seq + i) & 0xFFFF,
-            i * _PACKET_SAMPLES,
+            i * size,
             ssrc,
         )
         frame = _frame(src, dst, header + bytes(ulaw_encode_sample(s) for s in chunk), i)
-        usec = i * 20_000
+        usec = i * packet_ms * 1000
         out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
         out += frame
     path.write_bytes(bytes(out))

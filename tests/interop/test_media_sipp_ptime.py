@@ -27,7 +27,6 @@ from sipstack.loop import Loop
 
 from .media_tools import (
     MediaPhone,
-    _frame,  # the Ethernet/IPv4/UDP framing write_pcmu_pcap uses (20 ms packets only)
     dominant_blocks,
     read_pcap_udp,
     write_pcmu_pcap,
@@ -41,26 +40,6 @@ OUR_TONE = 440
 CANDIDATES = [300.0, OUR_TONE, 700.0, THEIR_TONE, 1400.0, 2000.0]
 SECONDS = 3.6  # a multiple of 30, 40 and 20 ms
 SSRC = 0x5EED0030
-
-
-def write_long_packet_pcap(path: Path, source: Path, packet_ms: int) -> int:
-    """Re-cut the 20 ms capture ``source`` into ``packet_ms`` ms packets; returns how many."""
-    audio = b"".join(p.payload[12:] for p in read_pcap_udp(source))
-    size = RATE * packet_ms // 1000
-    count = len(audio) // size
-    # pcap global header: magic, version 2.4, UTC offset, accuracy, snaplen, Ethernet
-    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-    for i in range(count):
-        # RFC 3550 5.1: the timestamp advances by the samples a packet carries
-        header = struct.pack("!BBHII", 0x80, (0x80 if i == 0 else 0), 2000 + i, i * size, SSRC)
-        frame = _frame(
-            ("127.0.0.1", 7000), ("127.0.0.1", 6000), header + audio[i * size : (i + 1) * size], i
-        )
-        usec = i * packet_ms * 1000
-        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
-        out += frame
-    path.write_bytes(bytes(out))
-    return count
 
 
 @pytest.fixture
@@ -92,10 +71,11 @@ def phone(
 
 
 def _capture(tmp_path: Path, packet_ms: int) -> Path:
-    source = tmp_path / "tone-20ms.pcap"
-    write_pcmu_pcap(source, THEIR_TONE, SECONDS)
     path = tmp_path / f"tone-{packet_ms}ms.pcap"
-    assert write_long_packet_pcap(path, source, packet_ms) == round(SECONDS * 1000 / packet_ms)
+    written = write_pcmu_pcap(
+        path, THEIR_TONE, SECONDS, packet_ms=packet_ms, first_seq=2000, ssrc=SSRC
+    )
+    assert written == round(SECONDS * 1000 / packet_ms)
     return path
 
 
