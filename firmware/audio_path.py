@@ -133,7 +133,7 @@ class AudioPath:
     def _open_alsa(self) -> None:
         from firmware.behaviour import FaultChanged
         from hal.alsa import AlsaAudioDevice
-        from hal.audio import AudioDeviceLost, AudioDeviceRestored
+        from hal.audio import AudioDeviceLost, AudioDeviceRestored, StreamDirection
         from sipstack.media_graph import DevicePort
 
         cfg = self.app.config.audio
@@ -143,6 +143,9 @@ class AudioPath:
             if isinstance(event, AudioDeviceLost):
                 self.fault = f"{event.device} lost: {event.reason}"
                 self.app.post(FaultChanged("audio", True))
+                if event.direction is StreamDirection.CAPTURE:
+                    # keep calls sending RTP (silence) until the card is back
+                    self.clock.cover_capture_gap(self.app.loop)
             elif isinstance(event, AudioDeviceRestored):
                 self.fault = ""
                 self.app.post(FaultChanged("audio", False))

@@ -758,11 +758,36 @@ class MediaClock:
         def on_frame(frame: bytes) -> None:
             if generation != self._generation:
                 return  # a late frame from a stream we already stopped
+            if self._timer is not None:  # the card is back: it paces the graph again
+                self._timer.cancel()
+                self._timer = None
             port.on_capture(frame)
             self._deliver(clock())
 
         playback.start(port.pull)
         capture.start(on_frame)
+
+    def cover_capture_gap(self, loop: TimerLoop) -> None:
+        """In device mode, tick from loop timers until the capture stream's next frame.
+
+        For a sound card that is lost mid-call (a USB card unplugged, a sound
+        server gone): the card paces the graph, so without it nothing ticks and
+        a call sends no RTP, and a peer with an RTP timeout (Asterisk's
+        ``rtptimeout``) hangs up. The timers keep the graph going (the call
+        sends silence from the missing microphone); the card's first frame back
+        takes over again. Does nothing in the other modes or if already covering.
+        """
+        if self._mode is not ClockMode.DEVICE or self._timer is not None:
+            return
+        self._loop = loop
+        self._start = loop.time()
+        self._slot = 1
+        self._schedule(self._generation)
+
+    @property
+    def covering(self) -> bool:
+        """True while loop timers stand in for a lost capture stream."""
+        return self._mode is ClockMode.DEVICE and self._timer is not None
 
     def stop(self) -> None:
         """Stop ticking (and stop the device streams in device mode)."""

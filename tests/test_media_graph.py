@@ -403,6 +403,66 @@ def test_device_paced_clock_ticks_only_when_the_card_delivers_a_frame() -> None:
         assert dev.capture.state.value == "stopped"
 
 
+def test_timers_cover_a_lost_capture_stream_until_the_card_is_back() -> None:
+    clock = FakeClock(100.0)
+    cfg = AudioConfig(sample_rate=8000, ptime_ms=20)
+    with Loop(clock=clock) as loop:
+        dev = SimAudioDevice(loop, cfg, capture_frames=list(tone_frames(cfg, 1000.0, seconds=1.0)))
+        conf = Conference(8000, N)
+        port = DevicePort()
+        to_call = Collect()
+        conf.connect_all(
+            [
+                conf.add_port("device", source=port, sink=port),
+                conf.add_port("call", source=Constant(sine(600.0, 8000, N)), sink=to_call),
+            ]
+        )
+        ticks: list[float] = []
+
+        def on_tick(now: float) -> None:
+            ticks.append(now)
+            conf.tick(now)
+
+        mc = MediaClock(0.02, on_tick)
+        mc.cover_capture_gap(loop)  # stopped: nothing to cover
+        assert not mc.covering and mc.mode is ClockMode.STOPPED
+        mc.start_device(dev.capture, dev.playback, port, loop.time)
+
+        def advance(seconds: float) -> None:
+            stop = clock.now + seconds
+            while clock.now < stop - 1e-9:
+                clock.now = round(clock.now + 0.005, 9)
+                loop.run_once(max_wait=0)
+
+        advance(0.2)
+        assert len(ticks) == 10 and not mc.covering
+        dev.unplug()
+        lost_at = clock.now
+        mc.cover_capture_gap(loop)
+        mc.cover_capture_gap(loop)  # a second loss event (the playback side) changes nothing
+        assert mc.covering
+        advance(0.5)
+        covered = ticks[10:]
+        assert len(covered) == 25  # one tick per ptime on the timer grid
+        assert covered == pytest.approx([lost_at + 0.02 * (i + 1) for i in range(25)], abs=1e-9)
+        # the call hears silence from the missing microphone, every frame
+        assert to_call.frames[10:] == [bytes(2 * N)] * 25
+
+        dev.replug()
+        advance(0.2)
+        assert not mc.covering  # the card's first frame took over
+        card = dev.capture.tick_times[10:]
+        assert len(card) == 10
+        # at most the one timer tick that fell due before the card's first frame,
+        # then the card's ticks only: the timer is gone, no frame is doubled
+        handover = len(ticks) - 35 - len(card)
+        assert handover in (0, 1)
+        assert ticks[35 + handover :] == pytest.approx(card, abs=0.0051)  # 5 ms clock steps
+        mc.stop()
+        advance(0.1)
+        assert len(ticks) == 45 + handover
+
+
 def test_device_port_playout_queue_is_bounded() -> None:
     port = DevicePort(max_queue=2)
     for i in range(4):
