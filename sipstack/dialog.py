@@ -230,10 +230,12 @@ class Dialog:
         """Take the Contact of a target refresh (RFC 3261 12.2.1.2, 12.2.2).
 
         Returns True when the remote target changed. A message without Contact
-        leaves the target as it was.
+        leaves the target as it was. The target is the URI as written: URI
+        equality (19.1.4) ignores a parameter present on one side only, such as
+        a GRUU's ``gr`` (RFC 5627), which the next hop needs to route.
         """
         contacts = message.contacts
-        if not contacts or contacts[0].uri == self.remote_target:
+        if not contacts or str(contacts[0].uri) == str(self.remote_target):
             return False
         self.remote_target = contacts[0].uri
         return True

@@ -64,6 +64,21 @@ def test_uac_early_dialog_without_contact_keeps_request_uri_until_2xx() -> None:
     assert [str(r.uri) for r in d.route_set] == ["sip:p1.example.com;lr"]
 
 
+def test_2xx_contact_that_adds_only_a_parameter_still_becomes_the_target() -> None:
+    # linphone's 180 has no Contact and its 200 a GRUU: the same URI as the
+    # Request-URI under RFC 3261 19.1.4 comparison (a parameter on one side only
+    # is ignored), but the target must be the 2xx's URI as written (12.1.2), or
+    # the proxy that issued the GRUU cannot route the ACK and BYE.
+    req = invite(uri="sip:flat@test.local")
+    d = Dialog.from_uac(req, answer(req, 180, contact=None))
+    gruu = "sip:flat@test.local;gr=urn:uuid:f5aecbae-513a-0072-96ef-abd8c2f13d25"
+    d.confirm(answer(req, 200, contact=f"<{gruu}>"))
+    assert str(d.remote_target) == gruu
+    assert str(d.new_request("ACK", seq=7).uri) == gruu
+    assert d.refresh_target(answer(req, 200, contact="<sip:flat@test.local>"))
+    assert str(d.remote_target) == "sip:flat@test.local"
+
+
 def test_uac_dialog_needs_tags() -> None:
     req = invite()
     untagged = make_response(req, 200)
