@@ -202,6 +202,8 @@ def format_status(st: dict[str, Any]) -> str:
             media = ""
             if call["codec"]:
                 media = f", {call['codec']}"
+            if call.get("srtp"):
+                media += f", SRTP {call['srtp']}"
             if call["loss"] is not None:
                 media += f", loss {100 * call['loss']:.1f}%, jitter {call['jitter_ms']} ms"
             lines.append(

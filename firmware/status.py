@@ -160,6 +160,15 @@ def registration_error(
     return ""
 
 
+def _srtp_suite(info: CallInfo) -> str | None:
+    """The SRTP crypto suite in use (RFC 4568), None for plain RTP; never the key."""
+    media = info.media
+    if media is None or media.local_crypto is None or media.remote_crypto is None:
+        return None
+    fields = media.local_crypto.split()
+    return fields[1] if len(fields) > 1 else None
+
+
 def call_report(info: CallInfo) -> dict[str, Any]:
     """One call as ``intercom status`` shows it."""
     out: dict[str, Any] = {
@@ -169,6 +178,7 @@ def call_report(info: CallInfo) -> dict[str, Any]:
         "remote": info.remote_uri,
         "state": info.state.value,
         "codec": info.codec,
+        "srtp": _srtp_suite(info),
         "media": info.media_status.value,
         "duration": round(info.connect_duration, 1),
         "loss": None,

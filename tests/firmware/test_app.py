@@ -176,7 +176,7 @@ def test_bell_calls_the_flat_and_the_door_code_opens_the_door(
         assert loop.run_until(lambda: app.status()["phone"] == "in call", 2.0)
         [call] = app.status()["calls"]
         assert call["direction"] == "outgoing" and call["state"] == "confirmed"
-        assert call["codec"] == "PCMU/8000"
+        assert call["codec"] == "PCMU/8000" and call["srtp"] is None
         assert app.board is not None
         assert not app.board.relays["door"].is_on
         # The flat has no RTP (signalling only): the digits go as SIP INFO.

@@ -209,6 +209,11 @@ def test_a_mandatory_account_over_tls_offers_savp_with_keys(
         ),
         2.0,
     )
+    # status names the suite (for diagnosis over SSH) and never shows the key
+    [call] = app.status()["calls"]
+    assert call["srtp"] == "AES_CM_128_HMAC_SHA1_80"
+    key = agreed[-1].remote_crypto.split("inline:")[1]
+    assert key not in str(app.status())
     app.commands.hangup()
     assert loop.run_until(lambda: not app.status()["calls"], 3.0)
 
