@@ -105,6 +105,7 @@ def kamailio_server(
 
     ``users``: ``{"alice": "secret"}`` plain passwords (None: no digest auth).
     ``four_digit_port``: pick a port < 10000 (needed by sipsak).
+    ``host``: the address to listen on (e.g. the root end of a test's veth pair).
     ``options``: any :class:`KamailioConfig` field: ``realm="test.local"``,
     ``algorithm="MD5" | "SHA-256" | ""``, ``qop="auth" | None``,
     ``challenge_requests=False``, ``tls=False``, ``presence=False``, ``nat=False``,
@@ -121,6 +122,7 @@ def kamailio_server(
         users: Mapping[str, str] | None = None,
         *,
         four_digit_port: bool = False,
+        host: str = "127.0.0.1",
         **options: Any,
     ) -> KamailioServer:
         config = KamailioConfig(users=users, **options)
@@ -131,6 +133,7 @@ def kamailio_server(
             port=port_allocator.allocate(four_digit=four_digit_port),
             tls_port=port_allocator.allocate() if config.tls else None,
             certs=certs,
+            host=host,
         )
         servers.append(server)
         _register_peer(request, _KamailioLog(server))

@@ -1,4 +1,4 @@
-"""Helpers that run third-party SIP peers (Kamailio, SIPp) for the interop tests.
+"""Helpers that run third-party SIP peers (Kamailio, SIPp, linphonec) for the interop tests.
 
 Each helper starts its program in the foreground with :mod:`subprocess`, logs its
 output to a file in a per-test run directory, waits (bounded) until it answers and

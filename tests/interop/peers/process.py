@@ -44,7 +44,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 class ManagedProcess:
     """One foreground child process with stdout+stderr in ``log_path``.
 
-    ``argv`` is run without a shell, in ``cwd``, in a new session. ``stop()``
+    ``argv`` is run without a shell, in ``cwd``, in a new session, with stdin
+    from /dev/null or, with ``stdin_pipe``, a pipe (:meth:`send`). ``stop()``
     sends SIGTERM to the child, waits up to ``term_timeout`` seconds, then
     SIGKILLs its whole process group (the group id is the child's own PID).
     """
@@ -57,6 +58,7 @@ class ManagedProcess:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         name: str | None = None,
+        stdin_pipe: bool = False,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
@@ -67,7 +69,7 @@ class ManagedProcess:
         try:
             self.popen = subprocess.Popen(
                 self.argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
@@ -124,7 +126,17 @@ class ManagedProcess:
                 self.popen.wait(term_timeout)
         if not self._log.closed:
             self._log.close()
+        if self.popen.stdin is not None and not self.popen.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.popen.stdin.close()
         return self.popen.returncode
+
+    def send(self, line: str) -> None:
+        """Write one line to the child's stdin (needs ``stdin_pipe``)."""
+        if self.popen.stdin is None:
+            raise RuntimeError(f"{self.name} was started without stdin_pipe")
+        self.popen.stdin.write(line.encode() + b"\n")
+        self.popen.stdin.flush()
 
     def log_text(self, max_chars: int = 20000) -> str:
         """The end of the log file (stdout+stderr), for failure reports."""

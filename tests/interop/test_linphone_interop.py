@@ -1,0 +1,272 @@
+"""The firmware against linphone (linphonec 5.1 from Debian's ``linphone-cli``).
+
+linphone is the third family of softphones people call a door station from
+(after baresip and the PJSIP-based ones SIPp stands in for). Each test runs a
+real ``intercom run`` process with simulated hardware (a tone as microphone, a
+WAV file as loudspeaker) and a real linphonec driven through its console, and
+checks what a person would hear: each side's recording holds the *other*
+side's tone (Goertzel), and the door code typed on linphone's keypad pulses
+the door's relay. Covered: linphone calls the door directly (auto-answer, DTMF
+door code), the door's bell rings linphone registered at Kamailio (linphone
+answers with a GRUU Contact), and a call with linphone's SRTP made mandatory.
+
+linphonec advertises its route-to-the-internet address in its SDP, never
+127.0.0.1, so it runs in a network namespace of the test's own, joined to the
+root namespace by a veth pair (198.18.N.0/24, never routed); the door and
+Kamailio listen on the root end. Needs root and iproute2 (skips otherwise, as
+the other namespace tests do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.robustness.netns import VethNet, veth_namespace
+
+from .device import Firmware, device_toml, goertzel_share, poll, read_wav
+from .media_tools import tone_samples, write_wav
+from .peers import PortAllocator
+from .peers.linphone import LinphoneAccount, Linphonec, linphonec_available
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(not linphonec_available(), reason="linphonec (linphone-cli) not installed"),
+]
+
+DOOR_HZ, PHONE_HZ = 700, 1900  # clear of ring, ringback and DTMF tones
+DOOR_CODE = "4711"
+RATE = 8000
+
+
+@pytest.fixture
+def net() -> Iterator[VethNet]:
+    with veth_namespace() as made:
+        yield made
+
+
+@pytest.fixture
+def linphone(
+    net: VethNet, tmp_path: Path, port_allocator: PortAllocator
+) -> Iterator[Callable[..., Linphonec]]:
+    """Factory ``linphone(contact, account=None, srtp=False)``: linphonec in ``net``'s namespace,
+    its microphone a 30 s tone at PHONE_HZ, its loudspeaker ``phone.wav``."""
+    made: list[Linphonec] = []
+
+    def make(
+        contact: str, account: LinphoneAccount | None = None, *, srtp: bool = False
+    ) -> Linphonec:
+        phone = Linphonec(
+            tmp_path / "linphone",
+            contact=contact,
+            sip_port=port_allocator.allocate(),
+            rtp_port=port_allocator.allocate(),
+            prefix=["ip", "netns", "exec", net.ns],
+            account=account,
+            srtp=srtp,
+        )
+        made.append(phone)
+        tone = tmp_path / "tone.wav"
+        write_wav(tone, tone_samples(PHONE_HZ, 30.0, RATE), RATE)
+        phone.send(f"play {tone}")
+        phone.send(f"record {tmp_path / 'phone.wav'}")
+        return phone
+
+    yield make
+    for phone in made:
+        phone.stop()
+
+
+def _heard(path: Path, hz: float) -> int:
+    """20 ms blocks of ``path`` in which ``hz`` dominates (0 if nothing was written)."""
+    if not path.exists() or path.stat().st_size <= 44:
+        return 0
+    pcm, rate = read_wav(path)
+    return goertzel_share(pcm, rate, hz, block=rate // 50)
+
+
+def _door_code_pulsed(door: Firmware) -> bool:
+    return bool(door.status()["relays"]["door"]["pulses"] >= 1)
+
+
+def test_linphone_calls_the_door_hears_it_and_opens_it(
+    net: VethNet,
+    linphone: Callable[..., Linphonec],
+    firmware: Callable[..., Firmware],
+    port_allocator: PortAllocator,
+    tmp_path: Path,
+) -> None:
+    port = port_allocator.allocate()
+    caller = f"sip:tenant@{net.device}"
+    door = firmware(
+        "door",
+        f"""
+hal = "sim"
+
+[sip]
+udp = "{net.registrar}:{port}"
+tcp = ""
+allow = ["{net.device}"]
+
+[audio]
+capture_device = "tone:{DOOR_HZ}"
+playback_device = "{tmp_path / "door.wav"}"
+
+[[accounts]]
+local = true
+
+[relay]
+bcm = 26
+pulse_seconds = 2
+
+[intercom]
+auto_answer = true
+trusted = ["{caller}"]
+door_code = "{DOOR_CODE}"
+""",
+    )
+    assert poll(door.ready, 20), door.describe()
+    phone = linphone(f'"Tenant" <{caller}>')
+
+    mark = phone.send(f"call sip:door@{net.registrar}:{port}")
+    assert phone.wait_for("connected.", 15, since=mark), phone.output()[-3000:]
+    assert poll(lambda: len(door.status()["calls"]) == 1), door.describe()
+    call = door.status()["calls"][0]
+    assert call["state"] == "confirmed", call
+    # two seconds of talk, then the door code on linphone's keypad (RFC 4733 events)
+    assert poll(lambda: door.status()["calls"][0].get("packets_received", 0) > 100, 10)
+    phone.send(DOOR_CODE)
+    assert poll(lambda: _door_code_pulsed(door), 10), (door.status(), phone.output()[-2000:])
+
+    mark = phone.send("terminate")
+    assert phone.wait_for("ended", 10, since=mark), phone.output()[-2000:]
+    assert poll(lambda: not door.status()["calls"]), door.status()
+    phone.stop()  # closes its recording
+    door.stop()  # and the door's loudspeaker file
+    assert _heard(tmp_path / "door.wav", PHONE_HZ) > 50, "the door never heard linphone"
+    assert _heard(tmp_path / "phone.wav", DOOR_HZ) > 50, "linphone never heard the door"
+    log = door.log_text()
+    assert "Traceback" not in log, log[-4000:]
+
+
+def test_door_bell_rings_linphone_through_kamailio(
+    net: VethNet,
+    linphone: Callable[..., Linphonec],
+    firmware: Callable[..., Firmware],
+    kamailio_server: Any,
+    port_allocator: PortAllocator,
+    tmp_path: Path,
+) -> None:
+    kam = kamailio_server({"door": "d00r", "flat": "fl4t"}, host=net.registrar)
+    door = firmware(
+        "door",
+        device_toml(port_allocator.allocate(), DOOR_HZ, tmp_path / "door.wav", host=net.registrar)
+        + f"""
+[[accounts]]
+id = "<sip:door@test.local>"
+reg_uri = "{kam.uri()}"
+proxy = ["{kam.uri()};lr"]
+ka_interval = 0
+unreg_timeout = 1
+
+[[accounts.cred_info]]
+realm = "*"
+username = "door"
+data = "d00r"
+
+[[buttons]]
+name = "bell"
+bcm = 17
+action = "call"
+targets = ["sip:flat@test.local"]
+""",
+    )
+    account = LinphoneAccount(
+        identity="sip:flat@test.local",
+        proxy=f"sip:{net.registrar}:{kam.port}",
+        username="flat",
+        password="fl4t",
+        realm="test.local",
+    )
+    phone = linphone('"Flat" <sip:flat@test.local>', account)
+    assert poll(door.registered, 20), door.describe()
+    assert poll(lambda: "flat" in str(kam.registrations()), 20), phone.output()[-3000:]
+
+    mark = phone.mark()
+    code, out = door.cli("press", "bell")
+    assert code == 0, out
+    assert phone.wait_for("Receiving new incoming call", 15, since=mark), phone.output()[-3000:]
+    mark = phone.send("answer")
+    assert phone.wait_for("connected.", 10, since=mark), phone.output()[-3000:]
+    assert poll(lambda: bool(door.status()["calls"])), door.describe()
+    assert poll(lambda: door.status()["calls"][0]["state"] == "confirmed"), door.status()
+    assert poll(lambda: door.status()["calls"][0].get("packets_received", 0) > 100, 10)
+
+    code, out = door.cli("hangup")
+    assert code == 0, out
+    assert phone.wait_for("ended", 10, since=mark), phone.output()[-2000:]
+    assert poll(lambda: not door.status()["calls"]), door.status()
+    phone.stop()
+    door.stop()
+    assert _heard(tmp_path / "door.wav", PHONE_HZ) > 50, "the door never heard linphone"
+    assert _heard(tmp_path / "phone.wav", DOOR_HZ) > 50, "linphone never heard the door"
+    assert "Traceback" not in door.log_text()
+
+
+def test_linphone_mandatory_srtp_call_to_the_door(
+    net: VethNet,
+    linphone: Callable[..., Linphonec],
+    firmware: Callable[..., Firmware],
+    port_allocator: PortAllocator,
+    tmp_path: Path,
+) -> None:
+    port = port_allocator.allocate()
+    caller = f"sip:tenant@{net.device}"
+    door = firmware(
+        "door",
+        f"""
+hal = "sim"
+
+[sip]
+udp = "{net.registrar}:{port}"
+tcp = ""
+allow = ["{net.device}"]
+
+[audio]
+capture_device = "tone:{DOOR_HZ}"
+playback_device = "{tmp_path / "door.wav"}"
+
+[[accounts]]
+local = true
+use_srtp = "optional"
+srtp_secure_signaling = 0
+
+[intercom]
+auto_answer = true
+trusted = ["{caller}"]
+""",
+    )
+    assert poll(door.ready, 20), door.describe()
+    phone = linphone(f'"Tenant" <{caller}>', srtp=True)
+
+    mark = phone.send(f"call sip:door@{net.registrar}:{port}")
+    # linphone's encryption is mandatory: without our key in the answer it would
+    # refuse the call, so "connected" and audio both ways mean SRTP both ways
+    assert phone.wait_for("connected.", 15, since=mark), phone.output()[-3000:]
+    assert poll(lambda: len(door.status()["calls"]) == 1), door.describe()
+    call = door.status()["calls"][0]
+    assert call["state"] == "confirmed", call
+    assert call["srtp"] in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"), call
+    assert poll(lambda: door.status()["calls"][0].get("packets_received", 0) > 100, 10)
+
+    code, out = door.cli("hangup")
+    assert code == 0, out
+    assert phone.wait_for("ended", 10, since=mark), phone.output()[-2000:]
+    phone.stop()
+    door.stop()
+    assert _heard(tmp_path / "door.wav", PHONE_HZ) > 50, "the door never heard linphone"
+    assert _heard(tmp_path / "phone.wav", DOOR_HZ) > 50, "linphone never heard the door"
+    assert "Traceback" not in door.log_text()
