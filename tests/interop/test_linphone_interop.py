@@ -8,7 +8,8 @@ checks what a person would hear: each side's recording holds the *other*
 side's tone (Goertzel), and the door code typed on linphone's keypad pulses
 the door's relay. Covered: linphone calls the door directly (auto-answer, DTMF
 door code), the door's bell rings linphone registered at Kamailio (linphone
-answers with a GRUU Contact), and a call with linphone's SRTP made mandatory.
+answers with a GRUU Contact), a call with linphone's SRTP made mandatory, and
+instant messages (RFC 3428 MESSAGE) both ways through Kamailio.
 
 linphonec advertises its route-to-the-internet address in its SDP, never
 127.0.0.1, so it runs in a network namespace of the test's own, joined to the
@@ -270,3 +271,54 @@ trusted = ["{caller}"]
     assert _heard(tmp_path / "door.wav", PHONE_HZ) > 50, "the door never heard linphone"
     assert _heard(tmp_path / "phone.wav", DOOR_HZ) > 50, "linphone never heard the door"
     assert "Traceback" not in door.log_text()
+
+
+def test_messages_between_the_door_and_linphone_through_kamailio(
+    net: VethNet,
+    linphone: Callable[..., Linphonec],
+    firmware: Callable[..., Firmware],
+    kamailio_server: Any,
+    port_allocator: PortAllocator,
+    tmp_path: Path,
+) -> None:
+    kam = kamailio_server({"door": "d00r", "flat": "fl4t"}, host=net.registrar)
+    door = firmware(
+        "door",
+        device_toml(port_allocator.allocate(), DOOR_HZ, tmp_path / "door.wav", host=net.registrar)
+        + f"""
+[[accounts]]
+id = "<sip:door@test.local>"
+reg_uri = "{kam.uri()}"
+proxy = ["{kam.uri()};lr"]
+ka_interval = 0
+unreg_timeout = 1
+
+[[accounts.cred_info]]
+realm = "*"
+username = "door"
+data = "d00r"
+""",
+    )
+    account = LinphoneAccount(
+        identity="sip:flat@test.local",
+        proxy=f"sip:{net.registrar}:{kam.port}",
+        username="flat",
+        password="fl4t",
+        realm="test.local",
+    )
+    phone = linphone('"Flat" <sip:flat@test.local>', account)
+    assert poll(door.registered, 20), door.describe()
+    assert poll(lambda: "flat" in str(kam.registrations()), 20), phone.output()[-3000:]
+
+    mark = phone.mark()
+    code, out = door.cli("message", "sip:flat@test.local", "Parcel at the door")
+    assert code == 0, out  # linphone's 200 came back
+    said = "Message received from sip:door@test.local: Parcel at the door"
+    assert phone.wait_for(said, 10, since=mark), phone.output()[-2000:]
+
+    phone.send("chat sip:door@test.local Leave it there please")
+    said = "message from sip:flat@test.local: Leave it there please"
+    assert poll(lambda: said in door.log_text(), 10), (
+        door.log_text()[-2000:],
+        phone.output()[-2000:],
+    )

@@ -137,6 +137,7 @@ automatically_accept=0
         text += f"""
 [proxy_0]
 reg_proxy=<{account.proxy};transport=udp>
+reg_route=<{account.proxy};transport=udp;lr>
 reg_identity={account.identity}
 reg_expires=300
 reg_sendregister=1
