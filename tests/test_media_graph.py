@@ -352,6 +352,14 @@ def test_clock_refuses_double_start() -> None:
             mc.start_timer(loop)
 
 
+def _advance(loop: Loop, clock: FakeClock, seconds: float) -> None:
+    """Run the loop over ``seconds`` of fake time in 5 ms steps."""
+    stop = clock.now + seconds
+    while clock.now < stop - 1e-9:
+        clock.now = round(clock.now + 0.005, 9)
+        loop.run_once(max_wait=0)
+
+
 def test_device_paced_clock_ticks_only_when_the_card_delivers_a_frame() -> None:
     clock = FakeClock(100.0)
     cfg = AudioConfig(sample_rate=8000, ptime_ms=20)
@@ -375,13 +383,7 @@ def test_device_paced_clock_ticks_only_when_the_card_delivers_a_frame() -> None:
         mc.start_device(dev.capture, dev.playback, port, loop.time)
         assert mc.mode is ClockMode.DEVICE
 
-        def advance(seconds: float) -> None:
-            stop = clock.now + seconds
-            while clock.now < stop - 1e-9:
-                clock.now = round(clock.now + 0.005, 9)
-                loop.run_once(max_wait=0)
-
-        advance(0.2)
+        _advance(loop, clock, 0.2)
         assert len(ticks) == 10 == dev.capture.frames
         assert ticks == pytest.approx(dev.capture.tick_times, abs=1e-9)
         assert to_call.frames == mic_audio  # the microphone reaches the call unchanged
@@ -391,14 +393,14 @@ def test_device_paced_clock_ticks_only_when_the_card_delivers_a_frame() -> None:
         assert port.queued <= 2 and port.dropped == 0
 
         dev.unplug()  # the card stops: so does the graph (no timer takes over)
-        advance(0.2)
+        _advance(loop, clock, 0.2)
         assert len(ticks) == 10
         dev.replug()
-        advance(0.1)
+        _advance(loop, clock, 0.1)
         assert len(ticks) == 15
 
         mc.stop()
-        advance(0.1)
+        _advance(loop, clock, 0.1)
         assert len(ticks) == 15
         assert dev.capture.state.value == "stopped"
 
@@ -428,20 +430,14 @@ def test_timers_cover_a_lost_capture_stream_until_the_card_is_back() -> None:
         assert not mc.covering and mc.mode is ClockMode.STOPPED
         mc.start_device(dev.capture, dev.playback, port, loop.time)
 
-        def advance(seconds: float) -> None:
-            stop = clock.now + seconds
-            while clock.now < stop - 1e-9:
-                clock.now = round(clock.now + 0.005, 9)
-                loop.run_once(max_wait=0)
-
-        advance(0.2)
+        _advance(loop, clock, 0.2)
         assert len(ticks) == 10 and not mc.covering
         dev.unplug()
         lost_at = clock.now
         mc.cover_capture_gap(loop)
         mc.cover_capture_gap(loop)  # a second loss event (the playback side) changes nothing
         assert mc.covering
-        advance(0.5)
+        _advance(loop, clock, 0.5)
         covered = ticks[10:]
         assert len(covered) == 25  # one tick per ptime on the timer grid
         assert covered == pytest.approx([lost_at + 0.02 * (i + 1) for i in range(25)], abs=1e-9)
@@ -449,7 +445,7 @@ def test_timers_cover_a_lost_capture_stream_until_the_card_is_back() -> None:
         assert to_call.frames[10:] == [bytes(2 * N)] * 25
 
         dev.replug()
-        advance(0.2)
+        _advance(loop, clock, 0.2)
         assert not mc.covering  # the card's first frame took over
         card = dev.capture.tick_times[10:]
         assert len(card) == 10
@@ -459,7 +455,7 @@ def test_timers_cover_a_lost_capture_stream_until_the_card_is_back() -> None:
         assert handover in (0, 1)
         assert ticks[35 + handover :] == pytest.approx(card, abs=0.0051)  # 5 ms clock steps
         mc.stop()
-        advance(0.1)
+        _advance(loop, clock, 0.1)
         assert len(ticks) == 45 + handover
 
 

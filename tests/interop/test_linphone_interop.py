@@ -28,7 +28,7 @@ import pytest
 
 from tests.robustness.netns import VethNet, veth_namespace
 
-from .device import Firmware, device_toml, goertzel_share, poll, read_wav
+from .device import Firmware, account_toml, device_toml, goertzel_share, poll, read_wav
 from .media_tools import tone_samples, write_wav
 from .peers import PortAllocator
 from .peers.linphone import LinphoneAccount, Linphonec, linphonec_available
@@ -89,8 +89,77 @@ def _heard(path: Path, hz: float) -> int:
     return goertzel_share(pcm, rate, hz, block=rate // 50)
 
 
+def _both_heard_each_other(door: Firmware, phone: Linphonec, tmp_path: Path) -> None:
+    """Stop both (closing their recordings), then look for the other side's tone."""
+    phone.stop()
+    door.stop()
+    assert _heard(tmp_path / "door.wav", PHONE_HZ) > 50, "the door never heard linphone"
+    assert _heard(tmp_path / "phone.wav", DOOR_HZ) > 50, "linphone never heard the door"
+    log = door.log_text()
+    assert "Traceback" not in log, log[-4000:]
+
+
 def _door_code_pulsed(door: Firmware) -> bool:
     return bool(door.status()["relays"]["door"]["pulses"] >= 1)
+
+
+def _local_door(
+    net: VethNet, port: int, record: Path, caller: str, *, account: str = "", intercom: str = ""
+) -> str:
+    """A door with a local account on the root end of ``net`` that answers ``caller``;
+    ``account`` and ``intercom`` are extra lines for those tables."""
+    return f"""
+hal = "sim"
+
+[sip]
+udp = "{net.registrar}:{port}"
+tcp = ""
+allow = ["{net.device}"]
+
+[audio]
+capture_device = "tone:{DOOR_HZ}"
+playback_device = "{record}"
+
+[relay]
+bcm = 26
+pulse_seconds = 2
+
+[[accounts]]
+local = true
+{account}
+[intercom]
+auto_answer = true
+trusted = ["{caller}"]
+{intercom}"""
+
+
+def _registered_pair(
+    net: VethNet,
+    kam: Any,
+    port: int,
+    record: Path,
+    linphone: Callable[..., Linphonec],
+    firmware: Callable[..., Firmware],
+    extra: str = "",
+) -> tuple[Firmware, Linphonec]:
+    """The door and linphone (as flat) both registered at ``kam``."""
+    door = firmware(
+        "door",
+        device_toml(port, DOOR_HZ, record, host=net.registrar)
+        + account_toml("door", "d00r", kam)
+        + extra,
+    )
+    flat = LinphoneAccount(
+        identity="sip:flat@test.local",
+        proxy=f"sip:{net.registrar}:{kam.port}",
+        username="flat",
+        password="fl4t",
+        realm="test.local",
+    )
+    phone = linphone('"Flat" <sip:flat@test.local>', flat)
+    assert poll(door.registered, 20), door.describe()
+    assert poll(lambda: "flat" in str(kam.registrations()), 20), phone.output()[-3000:]
+    return door, phone
 
 
 def test_linphone_calls_the_door_hears_it_and_opens_it(
@@ -104,30 +173,9 @@ def test_linphone_calls_the_door_hears_it_and_opens_it(
     caller = f"sip:tenant@{net.device}"
     door = firmware(
         "door",
-        f"""
-hal = "sim"
-
-[sip]
-udp = "{net.registrar}:{port}"
-tcp = ""
-allow = ["{net.device}"]
-
-[audio]
-capture_device = "tone:{DOOR_HZ}"
-playback_device = "{tmp_path / "door.wav"}"
-
-[[accounts]]
-local = true
-
-[relay]
-bcm = 26
-pulse_seconds = 2
-
-[intercom]
-auto_answer = true
-trusted = ["{caller}"]
-door_code = "{DOOR_CODE}"
-""",
+        _local_door(
+            net, port, tmp_path / "door.wav", caller, intercom=f'door_code = "{DOOR_CODE}"'
+        ),
     )
     assert poll(door.ready, 20), door.describe()
     phone = linphone(f'"Tenant" <{caller}>')
@@ -145,12 +193,7 @@ door_code = "{DOOR_CODE}"
     mark = phone.send("terminate")
     assert phone.wait_for("ended", 10, since=mark), phone.output()[-2000:]
     assert poll(lambda: not door.status()["calls"]), door.status()
-    phone.stop()  # closes its recording
-    door.stop()  # and the door's loudspeaker file
-    assert _heard(tmp_path / "door.wav", PHONE_HZ) > 50, "the door never heard linphone"
-    assert _heard(tmp_path / "phone.wav", DOOR_HZ) > 50, "linphone never heard the door"
-    log = door.log_text()
-    assert "Traceback" not in log, log[-4000:]
+    _both_heard_each_other(door, phone, tmp_path)
 
 
 def test_door_bell_rings_linphone_through_kamailio(
@@ -162,39 +205,16 @@ def test_door_bell_rings_linphone_through_kamailio(
     tmp_path: Path,
 ) -> None:
     kam = kamailio_server({"door": "d00r", "flat": "fl4t"}, host=net.registrar)
-    door = firmware(
-        "door",
-        device_toml(port_allocator.allocate(), DOOR_HZ, tmp_path / "door.wav", host=net.registrar)
-        + f"""
-[[accounts]]
-id = "<sip:door@test.local>"
-reg_uri = "{kam.uri()}"
-proxy = ["{kam.uri()};lr"]
-ka_interval = 0
-unreg_timeout = 1
-
-[[accounts.cred_info]]
-realm = "*"
-username = "door"
-data = "d00r"
-
+    bell = """
 [[buttons]]
 name = "bell"
 bcm = 17
 action = "call"
 targets = ["sip:flat@test.local"]
-""",
+"""
+    door, phone = _registered_pair(
+        net, kam, port_allocator.allocate(), tmp_path / "door.wav", linphone, firmware, bell
     )
-    account = LinphoneAccount(
-        identity="sip:flat@test.local",
-        proxy=f"sip:{net.registrar}:{kam.port}",
-        username="flat",
-        password="fl4t",
-        realm="test.local",
-    )
-    phone = linphone('"Flat" <sip:flat@test.local>', account)
-    assert poll(door.registered, 20), door.describe()
-    assert poll(lambda: "flat" in str(kam.registrations()), 20), phone.output()[-3000:]
 
     mark = phone.mark()
     code, out = door.cli("press", "bell")
@@ -210,11 +230,7 @@ targets = ["sip:flat@test.local"]
     assert code == 0, out
     assert phone.wait_for("ended", 10, since=mark), phone.output()[-2000:]
     assert poll(lambda: not door.status()["calls"]), door.status()
-    phone.stop()
-    door.stop()
-    assert _heard(tmp_path / "door.wav", PHONE_HZ) > 50, "the door never heard linphone"
-    assert _heard(tmp_path / "phone.wav", DOOR_HZ) > 50, "linphone never heard the door"
-    assert "Traceback" not in door.log_text()
+    _both_heard_each_other(door, phone, tmp_path)
 
 
 def test_linphone_mandatory_srtp_call_to_the_door(
@@ -226,30 +242,8 @@ def test_linphone_mandatory_srtp_call_to_the_door(
 ) -> None:
     port = port_allocator.allocate()
     caller = f"sip:tenant@{net.device}"
-    door = firmware(
-        "door",
-        f"""
-hal = "sim"
-
-[sip]
-udp = "{net.registrar}:{port}"
-tcp = ""
-allow = ["{net.device}"]
-
-[audio]
-capture_device = "tone:{DOOR_HZ}"
-playback_device = "{tmp_path / "door.wav"}"
-
-[[accounts]]
-local = true
-use_srtp = "optional"
-srtp_secure_signaling = 0
-
-[intercom]
-auto_answer = true
-trusted = ["{caller}"]
-""",
-    )
+    srtp = 'use_srtp = "optional"\nsrtp_secure_signaling = 0'
+    door = firmware("door", _local_door(net, port, tmp_path / "door.wav", caller, account=srtp))
     assert poll(door.ready, 20), door.describe()
     phone = linphone(f'"Tenant" <{caller}>', srtp=True)
 
@@ -266,11 +260,7 @@ trusted = ["{caller}"]
     code, out = door.cli("hangup")
     assert code == 0, out
     assert phone.wait_for("ended", 10, since=mark), phone.output()[-2000:]
-    phone.stop()
-    door.stop()
-    assert _heard(tmp_path / "door.wav", PHONE_HZ) > 50, "the door never heard linphone"
-    assert _heard(tmp_path / "phone.wav", DOOR_HZ) > 50, "linphone never heard the door"
-    assert "Traceback" not in door.log_text()
+    _both_heard_each_other(door, phone, tmp_path)
 
 
 def test_messages_between_the_door_and_linphone_through_kamailio(
@@ -282,33 +272,9 @@ def test_messages_between_the_door_and_linphone_through_kamailio(
     tmp_path: Path,
 ) -> None:
     kam = kamailio_server({"door": "d00r", "flat": "fl4t"}, host=net.registrar)
-    door = firmware(
-        "door",
-        device_toml(port_allocator.allocate(), DOOR_HZ, tmp_path / "door.wav", host=net.registrar)
-        + f"""
-[[accounts]]
-id = "<sip:door@test.local>"
-reg_uri = "{kam.uri()}"
-proxy = ["{kam.uri()};lr"]
-ka_interval = 0
-unreg_timeout = 1
-
-[[accounts.cred_info]]
-realm = "*"
-username = "door"
-data = "d00r"
-""",
+    door, phone = _registered_pair(
+        net, kam, port_allocator.allocate(), tmp_path / "door.wav", linphone, firmware
     )
-    account = LinphoneAccount(
-        identity="sip:flat@test.local",
-        proxy=f"sip:{net.registrar}:{kam.port}",
-        username="flat",
-        password="fl4t",
-        realm="test.local",
-    )
-    phone = linphone('"Flat" <sip:flat@test.local>', account)
-    assert poll(door.registered, 20), door.describe()
-    assert poll(lambda: "flat" in str(kam.registrations()), 20), phone.output()[-3000:]
 
     mark = phone.mark()
     code, out = door.cli("message", "sip:flat@test.local", "Parcel at the door")
