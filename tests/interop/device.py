@@ -52,8 +52,9 @@ def poll(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     return wait_until(predicate, timeout, interval=0.2)
 
 
-def account_toml(user: str, password: str, kam: Any) -> str:
-    """One ``[[accounts]]`` table registering ``user`` at a KamailioServer."""
+def account_toml(user: str, password: str, kam: Any, extra: str = "") -> str:
+    """One ``[[accounts]]`` table registering ``user`` at a KamailioServer;
+    ``extra`` holds more keys of the account (lines of TOML)."""
     return f"""
 [[accounts]]
 id = "<sip:{user}@test.local>"
@@ -61,6 +62,7 @@ reg_uri = "{kam.uri()}"
 proxy = ["{kam.uri()};lr"]
 ka_interval = 0
 unreg_timeout = 1
+{extra}
 
 [[accounts.cred_info]]
 realm = "*"

@@ -8,8 +8,9 @@ checks what a person would hear: each side's recording holds the *other*
 side's tone (Goertzel), and the door code typed on linphone's keypad pulses
 the door's relay. Covered: linphone calls the door directly (auto-answer, DTMF
 door code), the door's bell rings linphone registered at Kamailio (linphone
-answers with a GRUU Contact), a call with linphone's SRTP made mandatory, and
-instant messages (RFC 3428 MESSAGE) both ways through Kamailio.
+answers with a GRUU Contact), a call with linphone's SRTP made mandatory,
+instant messages (RFC 3428 MESSAGE) both ways through Kamailio, and the door's
+presence as linphone sees it through Kamailio's presence server.
 
 linphonec advertises its route-to-the-internet address in its SDP, never
 127.0.0.1, so it runs in a network namespace of the test's own, joined to the
@@ -58,7 +59,11 @@ def linphone(
     made: list[Linphonec] = []
 
     def make(
-        contact: str, account: LinphoneAccount | None = None, *, srtp: bool = False
+        contact: str,
+        account: LinphoneAccount | None = None,
+        *,
+        srtp: bool = False,
+        gruu: bool = True,
     ) -> Linphonec:
         phone = Linphonec(
             tmp_path / "linphone",
@@ -68,6 +73,7 @@ def linphone(
             prefix=["ip", "netns", "exec", net.ns],
             account=account,
             srtp=srtp,
+            gruu=gruu,
         )
         made.append(phone)
         tone = tmp_path / "tone.wav"
@@ -141,12 +147,16 @@ def _registered_pair(
     linphone: Callable[..., Linphonec],
     firmware: Callable[..., Firmware],
     extra: str = "",
+    *,
+    account: str = "",
+    gruu: bool = True,
 ) -> tuple[Firmware, Linphonec]:
-    """The door and linphone (as flat) both registered at ``kam``."""
+    """The door and linphone (as flat) both registered at ``kam``; ``extra`` adds
+    tables to the door's config, ``account`` lines to its account."""
     door = firmware(
         "door",
         device_toml(port, DOOR_HZ, record, host=net.registrar)
-        + account_toml("door", "d00r", kam)
+        + account_toml("door", "d00r", kam, account)
         + extra,
     )
     flat = LinphoneAccount(
@@ -156,7 +166,7 @@ def _registered_pair(
         password="fl4t",
         realm="test.local",
     )
-    phone = linphone('"Flat" <sip:flat@test.local>', flat)
+    phone = linphone('"Flat" <sip:flat@test.local>', flat, gruu=gruu)
     assert poll(door.registered, 20), door.describe()
     assert poll(lambda: "flat" in str(kam.registrations()), 20), phone.output()[-3000:]
     return door, phone
@@ -288,3 +298,44 @@ def test_messages_between_the_door_and_linphone_through_kamailio(
         door.log_text()[-2000:],
         phone.output()[-2000:],
     )
+
+
+def test_linphone_watches_the_doors_presence_through_kamailio(
+    net: VethNet,
+    linphone: Callable[..., Linphonec],
+    firmware: Callable[..., Firmware],
+    kamailio_server: Any,
+    port_allocator: PortAllocator,
+    tmp_path: Path,
+) -> None:
+    """The door PUBLISHes (RFC 3903) to Kamailio's presence server; linphone, a
+    watcher of the door, gets each change in a NOTIFY and shows it.
+
+    This linphone does not ask for a GRUU: Kamailio's presence server would send
+    its NOTIFYs to the GRUU itself, which it routes only for requests it receives.
+    """
+    kam = kamailio_server({"door": "d00r", "flat": "fl4t"}, host=net.registrar, presence=True)
+    door, phone = _registered_pair(
+        net,
+        kam,
+        port_allocator.allocate(),
+        tmp_path / "door.wav",
+        linphone,
+        firmware,
+        account="publish_enabled = true",
+        gruu=False,
+    )
+    mark = phone.send('friend add "Door" sip:door@test.local')
+    online = 'Friend "Door" <sip:door@test.local> is Online'
+    assert phone.wait_for(online, 10, since=mark), phone.output()[-3000:]
+
+    mark = phone.mark()
+    code, out = door.cli("presence", "offline", "--note", "Gone fishing")
+    assert code == 0, out
+    offline = 'Friend "Door" <sip:door@test.local> is Offline'
+    assert phone.wait_for(offline, 10, since=mark), phone.output()[-3000:]
+
+    mark = phone.mark()
+    code, out = door.cli("presence", "online")
+    assert code == 0, out
+    assert phone.wait_for(online, 10, since=mark), phone.output()[-3000:]

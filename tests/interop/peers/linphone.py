@@ -57,14 +57,17 @@ class Linphonec:
         prefix: Sequence[str] = (),
         account: LinphoneAccount | None = None,
         srtp: bool = False,
+        gruu: bool = True,
     ) -> None:
         """``srtp``: SDES-keyed SRTP (RFC 4568) made mandatory, so linphone offers
-        RTP/SAVP and refuses a call whose answer has no usable key."""
+        RTP/SAVP and refuses a call whose answer has no usable key. ``gruu``:
+        ask the registrar for a GRUU (RFC 5627) and use it as Contact, as
+        linphone does by default."""
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         (work / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
         self.rc = work / "linphonerc"
-        self.rc.write_text(_config(contact, sip_port, rtp_port, account, srtp))
+        self.rc.write_text(_config(contact, sip_port, rtp_port, account, srtp, gruu))
         self.log_path = work / "linphonec.log"
         env = {**os.environ, "HOME": str(work)}
         self.process = ManagedProcess(
@@ -114,11 +117,17 @@ class Linphonec:
 
 
 def _config(
-    contact: str, sip_port: int, rtp_port: int, account: LinphoneAccount | None, srtp: bool
+    contact: str,
+    sip_port: int,
+    rtp_port: int,
+    account: LinphoneAccount | None,
+    srtp: bool,
+    gruu: bool,
 ) -> str:
     encryption = "media_encryption=srtp\nmedia_encryption_mandatory=1\n" if srtp else ""
+    supported = "" if gruu else "supported=replaces, outbound\n"
     text = f"""[sip]
-{encryption}
+{encryption}{supported}
 sip_port={sip_port}
 sip_tcp_port=0
 sip_tls_port=0
