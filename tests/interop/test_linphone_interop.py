@@ -7,7 +7,7 @@ WAV file as loudspeaker) and a real linphonec driven through its console, and
 checks what a person would hear: each side's recording holds the *other*
 side's tone (Goertzel), and the door code typed on linphone's keypad pulses
 the door's relay. Covered: linphone calls the door directly (auto-answer, DTMF
-door code), the door's bell rings linphone registered at Kamailio (linphone
+door code; hold and resume), the door's bell rings linphone registered at Kamailio (linphone
 answers with a GRUU Contact), a call with linphone's SRTP made mandatory,
 instant messages (RFC 3428 MESSAGE) both ways through Kamailio, and the door's
 presence as linphone sees it through Kamailio's presence server.
@@ -339,3 +339,43 @@ def test_linphone_watches_the_doors_presence_through_kamailio(
     code, out = door.cli("presence", "online")
     assert code == 0, out
     assert phone.wait_for(online, 10, since=mark), phone.output()[-3000:]
+
+
+def test_linphone_holds_and_resumes_the_call_to_the_door(
+    net: VethNet,
+    linphone: Callable[..., Linphonec],
+    firmware: Callable[..., Firmware],
+    port_allocator: PortAllocator,
+    tmp_path: Path,
+) -> None:
+    """linphone's pause and resume are re-INVITEs (RFC 3264 8.4): the door shows
+    the remote hold, keeps the call, and the audio comes back after resume."""
+    port = port_allocator.allocate()
+    caller = f"sip:tenant@{net.device}"
+    door = firmware("door", _local_door(net, port, tmp_path / "door.wav", caller))
+    assert poll(door.ready, 20), door.describe()
+    phone = linphone(f'"Tenant" <{caller}>')
+    mark = phone.send(f"call sip:door@{net.registrar}:{port}")
+    assert phone.wait_for("connected.", 15, since=mark), phone.output()[-3000:]
+
+    def door_call() -> dict[str, Any]:
+        calls = door.status()["calls"]
+        assert len(calls) == 1, (calls, door.describe())
+        return calls[0]  # type: ignore[no-any-return]
+
+    assert poll(lambda: door_call()["media"] == "active"), door_call()
+    phone.send("pause")
+    assert poll(lambda: door_call()["media"] == "remote_hold"), (
+        door_call(),
+        phone.output()[-2000:],
+    )
+    assert door_call()["state"] == "confirmed"
+    received = door_call().get("packets_received", 0)
+
+    mark = phone.send("resume")
+    assert poll(lambda: door_call()["media"] == "active"), (door_call(), phone.output()[-2000:])
+    assert poll(lambda: door_call().get("packets_received", 0) > received + 100, 10)
+    mark = phone.send("terminate")
+    assert phone.wait_for("ended", 10, since=mark), phone.output()[-2000:]
+    assert poll(lambda: not door.status()["calls"]), door.status()
+    _both_heard_each_other(door, phone, tmp_path)
