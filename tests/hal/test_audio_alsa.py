@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from hal.audio import (  # noqa: E402
     StreamState,
 )
 from sipstack.loop import Loop  # noqa: E402
+from tests.hal.pulse import PulseServer  # noqa: E402
 
 PERIOD = AudioConfig().period_bytes  # 320 bytes at 8 kHz / 20 ms
 
@@ -88,62 +88,6 @@ def alsa_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             del os.environ["HOME"]
         else:
             os.environ["HOME"] = old_home
-
-
-class PulseServer:
-    """A PulseAudio daemon with one null sink, on a private unix socket."""
-
-    def __init__(self, rundir: Path) -> None:
-        self.rundir = rundir
-        self.sock = rundir / "sock"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if self.sock.exists():
-            self.sock.unlink()
-        env = dict(os.environ, HOME=str(self.rundir), XDG_RUNTIME_DIR=str(self.rundir))
-        # -n: no default.pa; --use-pid-file=no lets several daemons run at once;
-        # as root PulseAudio only warns ("not intended to be run as root").
-        self.proc = subprocess.Popen(
-            [
-                "pulseaudio",
-                "-n",
-                "--daemonize=no",
-                "--use-pid-file=no",
-                "--exit-idle-time=-1",
-                "--log-target=stderr",
-                "-L",
-                "module-null-sink sink_name=nul",
-                "-L",
-                f"module-native-protocol-unix socket={self.sock} auth-anonymous=1",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.rundir / "pulse.log", "ab"),  # noqa: SIM115
-        )
-        deadline = time.monotonic() + 10
-        while not self.sock.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                log = (self.rundir / "pulse.log").read_text(errors="replace")[-2000:]
-                self.stop()
-                pytest.skip(f"pulseaudio did not start: {log}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """Die like a crashed sound server / an unplugged card."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
 
 
 @pytest.fixture(scope="module")

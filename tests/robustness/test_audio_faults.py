@@ -22,11 +22,8 @@ Runs on the wall clock (the sound server is real); the waits are bounded polls.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +49,7 @@ from sipstack.media_graph import Conference, DevicePort, MediaClock  # noqa: E40
 from sipstack.media_session import MediaSession, RtpPortAllocator  # noqa: E402
 from sipstack.offer_answer import CodecSpec, LocalMedia, create_answer, create_offer  # noqa: E402
 from sipstack.tones import ToneGenerator, ToneSegment, ToneSpec  # noqa: E402
+from tests.hal.pulse import PulseServer  # noqa: E402
 from tests.interop.device import (  # noqa: E402
     ROOT,
     account_toml,
@@ -66,68 +64,13 @@ ALSA_CONF = "/usr/share/alsa/alsa.conf"
 FAR_HZ = 1900
 
 
-class Pulse:
-    """A PulseAudio daemon with one null sink on a private socket (PEERS.md)."""
-
-    def __init__(self, rundir: Path) -> None:
-        self.rundir = rundir
-        self.sock = rundir / "sock"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if self.sock.exists():
-            self.sock.unlink()
-        env = dict(os.environ, HOME=str(self.rundir), XDG_RUNTIME_DIR=str(self.rundir))
-        with open(self.rundir / "pulse.log", "ab") as log_file:
-            self.proc = subprocess.Popen(
-                [
-                    "pulseaudio",
-                    "-n",
-                    "--daemonize=no",
-                    "--use-pid-file=no",
-                    "--exit-idle-time=-1",
-                    "--log-target=stderr",
-                    "-L",
-                    "module-null-sink sink_name=nul",
-                    "-L",
-                    f"module-native-protocol-unix socket={self.sock} auth-anonymous=1",
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-            )
-        deadline = time.monotonic() + 10
-        while not self.sock.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                text = (self.rundir / "pulse.log").read_text(errors="replace")[-2000:]
-                self.stop()
-                pytest.skip(f"pulseaudio did not start: {text}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """Die at once, like an unplugged card or a crashed sound server."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
-
-
 @pytest.fixture
-def pulse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pulse]:
+def pulse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PulseServer]:
     if shutil.which("pulseaudio") is None or not Path(ALSA_CONF).exists():
         pytest.skip("pulseaudio or alsa-lib's alsa.conf is missing (apt install pulseaudio)")
     rundir = tmp_path / "pulse"
     rundir.mkdir()
-    server = Pulse(rundir)
+    server = PulseServer(rundir)
     # The loudspeaker and the microphone of the call. alsa-lib caches its
     # configuration for the life of the process and does not notice a new
     # ~/.asoundrc under another HOME; a new ALSA_CONFIG_PATH list makes it reload.
@@ -226,7 +169,7 @@ class Call:
 
 
 @pytest.fixture
-def call(pulse: Pulse) -> Iterator[Call]:
+def call(pulse: PulseServer) -> Iterator[Call]:
     with Loop() as loop:
         c = Call(loop)
         try:
@@ -236,7 +179,7 @@ def call(pulse: Pulse) -> Iterator[Call]:
 
 
 def test_device_lost_mid_call_and_back_audio_resumes(
-    pulse: Pulse, call: Call, caplog: pytest.LogCaptureFixture
+    pulse: PulseServer, call: Call, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
     call.start()
@@ -334,7 +277,7 @@ def _rpi_shim(tmp: Path) -> Path:
 
 
 def test_firmware_call_survives_sound_card_loss(
-    pulse: Pulse,
+    pulse: PulseServer,
     kamailio_server: Any,
     port_allocator: PortAllocator,
     firmware: Any,
