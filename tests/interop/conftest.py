@@ -20,13 +20,16 @@ ended by PID at teardown whether the test passed or not.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
+from sipstack.loop import Loop
+
 from .device import firmware  # noqa: F401 -- fixture shared with tests/robustness
+from .media_tools import MediaPhone
 from .peers import (
     CertBundle,
     KamailioConfig,
@@ -77,6 +80,35 @@ def _require(*programs: str) -> None:
     missing = [p for p in programs if shutil.which(p) is None]
     if missing:
         pytest.skip(f"interop peer program(s) not installed: {', '.join(missing)}")
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    """The loop an in-process phone of the test runs on (wall clock: the peers are real)."""
+    with Loop() as lp:
+        yield lp
+
+
+@pytest.fixture
+def phone(
+    loop: Loop, tmp_path: Path, port_allocator: PortAllocator
+) -> Iterator[Callable[..., MediaPhone]]:
+    """Factory ``phone(**MediaPhone options)``; each phone is closed after the test."""
+    made: list[MediaPhone] = []
+
+    def make(**options: Any) -> MediaPhone:
+        p = MediaPhone(
+            loop,
+            tmp_path / f"ours{len(made)}.wav",
+            rtp_low=port_allocator.allocate(count=20),
+            **options,
+        )
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
 
 
 @pytest.fixture(scope="session")

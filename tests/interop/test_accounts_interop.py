@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -54,12 +54,6 @@ class Agent:
 
     def failed_with(self, acc: int, status: int) -> bool:
         return any(e.status == status and not e.is_registered for e in self.reg_events(acc))
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    with Loop() as lp:
-        yield lp
 
 
 def account(kam: Any, user: str, password: str, transport: str = "udp",

@@ -85,12 +85,6 @@ class Agent:
         return bool(regs) and regs[-1].is_registered
 
 
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    with Loop() as lp:
-        yield lp
-
-
 def wait(loop: Loop, predicate: Callable[[], bool], timeout: float) -> bool:
     """Run the loop in short steps until ``predicate()`` (which may read a peer's
     log, something the loop cannot wake up for) holds or ``timeout`` passes."""

@@ -100,12 +100,6 @@ class Phone:
 
 
 @pytest.fixture
-def loop() -> Iterator[Loop]:
-    with Loop() as lp:
-        yield lp
-
-
-@pytest.fixture
 def phones(loop: Loop) -> Iterator[Callable[..., Phone]]:
     made: list[Phone] = []
 

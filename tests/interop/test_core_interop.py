@@ -7,7 +7,7 @@ RFC 3263 failover from a SIPp that never answers (or answers 503) to Kamailio.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,12 +26,6 @@ from tests.dnsserver import DnsTestServer
 pytestmark = pytest.mark.interop
 
 FAST = TimerConfig(t1=0.1, t2=0.8, t4=1.0)  # Timer F = 6.4 s
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    with Loop() as lp:
-        yield lp
 
 
 def endpoint(loop: Loop, *, ca: str | None = None, resolver: Resolver | None = None) -> Endpoint:

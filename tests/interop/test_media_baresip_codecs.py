@@ -34,7 +34,6 @@ from typing import Any
 import pytest
 
 from sipstack.invite_events import InviteState
-from sipstack.loop import Loop
 from sipstack.media_factory import CallSignalling, call_signalling
 from sipstack.offer_answer import NegotiatedMedia
 from sipstack.srtp import SecureSignaling, SrtpMode, SrtpNegotiationError, SrtpPolicy
@@ -165,32 +164,6 @@ def baresip(tmp_path: Path, port_allocator: PortAllocator) -> Iterator[Callable[
     yield make
     for peer in made:
         peer.stop()
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    with Loop() as lp:
-        yield lp
-
-
-@pytest.fixture
-def phone(
-    loop: Loop, tmp_path: Path, port_allocator: PortAllocator
-) -> Iterator[Callable[..., MediaPhone]]:
-    """Factory ``phone(**MediaPhone options)``; each phone is closed after the test."""
-    made: list[MediaPhone] = []
-
-    def make(**options: Any) -> MediaPhone:
-        p = MediaPhone(
-            loop, tmp_path / f"ours{len(made)}.wav", rtp_low=port_allocator.allocate(count=20),
-            **options,
-        )  # fmt: skip
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.close()
 
 
 def _talk(p: MediaPhone, peer: Baresip, direction: str, seconds_of_packets: int) -> int:

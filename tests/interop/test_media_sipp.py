@@ -20,7 +20,7 @@ scenario expects); the recordings are checked block by block with Goertzel.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ from .media_tools import (
     via_kamailio,
     write_pcmu_pcap,
 )
-from .peers import PortAllocator
 
 S = InviteState
 RATE = 8000
@@ -48,35 +47,6 @@ THEIR_TONE = 1000.0  # the capture SIPp replays
 OUR_TONE = 440  # our tone generator
 CANDIDATES = [300.0, OUR_TONE, 700.0, THEIR_TONE, 1400.0, 2000.0]
 PCAP_SECONDS = 4.0
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    with Loop() as lp:
-        yield lp
-
-
-@pytest.fixture
-def phone(
-    loop: Loop, tmp_path: Path, port_allocator: PortAllocator
-) -> Iterator[Callable[..., MediaPhone]]:
-    """Factory ``phone(**MediaPhone options)``; each phone is closed after the test."""
-    made: list[MediaPhone] = []
-
-    def make(**options: Any) -> MediaPhone:
-        p = MediaPhone(
-            loop,
-            tmp_path / f"ours{len(made)}.wav",
-            rtp_low=port_allocator.allocate(count=20),
-            tone_hz=OUR_TONE,
-            **options,
-        )
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.close()
 
 
 @pytest.fixture

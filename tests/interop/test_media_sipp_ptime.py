@@ -16,7 +16,7 @@ packets) frames for the jitter buffer, and played in 20 ms ticks.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from .media_tools import (
     read_pcap_udp,
     write_pcmu_pcap,
 )
-from .peers import PortAllocator
 
 S = InviteState
 RATE = 8000
@@ -40,34 +39,6 @@ OUR_TONE = 440
 CANDIDATES = [300.0, OUR_TONE, 700.0, THEIR_TONE, 1400.0, 2000.0]
 SECONDS = 3.6  # a multiple of 30, 40 and 20 ms
 SSRC = 0x5EED0030
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    with Loop() as lp:
-        yield lp
-
-
-@pytest.fixture
-def phone(
-    loop: Loop, tmp_path: Path, port_allocator: PortAllocator
-) -> Iterator[Callable[..., MediaPhone]]:
-    made: list[MediaPhone] = []
-
-    def make(**options: Any) -> MediaPhone:
-        p = MediaPhone(
-            loop,
-            tmp_path / f"ours{len(made)}.wav",
-            rtp_low=port_allocator.allocate(count=20),
-            tone_hz=OUR_TONE,
-            **options,
-        )
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.close()
 
 
 def _capture(tmp_path: Path, packet_ms: int) -> Path:
