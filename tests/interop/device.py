@@ -71,6 +71,23 @@ data = "{password}"
 """
 
 
+DESK_FLAT = """
+[[buttons]]
+name = "answer"
+bcm = 17
+action = "answer"
+
+[[buttons]]
+name = "hangup"
+bcm = 27
+action = "hangup"
+
+[intercom]
+profile = "desk"
+"""
+"""A flat's desk phone: answer and hang-up buttons (BCM 17, 27), ``desk`` profile."""
+
+
 def device_toml(udp_port: int, mic_hz: int, record: Path, host: str = "127.0.0.1") -> str:
     """Simulated hardware: a tone as microphone, a WAV file as loudspeaker."""
     return f"""

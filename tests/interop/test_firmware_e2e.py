@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from .device import (
+    DESK_FLAT,
     account_toml,
     device_toml,
     goertzel_share,
@@ -71,20 +72,7 @@ door_code_from = ["sip:flat@test.local"]
         "flat",
         device_toml(flat_port, FLAT_HZ, tmp_path / "flat.wav")
         + account_toml("flat", "fl4t", kam)
-        + """
-[[buttons]]
-name = "answer"
-bcm = 17
-action = "answer"
-
-[[buttons]]
-name = "hangup"
-bcm = 27
-action = "hangup"
-
-[intercom]
-profile = "desk"
-""",
+        + DESK_FLAT,
     )
     assert poll(door.registered, 15), door.describe()
     assert poll(flat.registered, 15), flat.describe()

@@ -172,6 +172,42 @@ def _registered_pair(
     return door, phone
 
 
+def _door_call(door: Firmware) -> dict[str, Any]:
+    """The door's one call, as ``intercom status`` shows it."""
+    calls = door.status()["calls"]
+    assert len(calls) == 1, (calls, door.describe())
+    return calls[0]  # type: ignore[no-any-return]
+
+
+def _linphone_calls_the_door(
+    net: VethNet,
+    linphone: Callable[..., Linphonec],
+    firmware: Callable[..., Firmware],
+    port: int,
+    tmp_path: Path,
+    *,
+    account: str = "",
+    intercom: str = "",
+    srtp: bool = False,
+) -> tuple[Firmware, Linphonec, int]:
+    """A local door answering linphone (``sip:tenant@`` the namespace's address),
+    called by it; returns when the call is up and audio has flowed for two
+    seconds, with linphone's output mark from before the call."""
+    caller = f"sip:tenant@{net.device}"
+    door = firmware(
+        "door",
+        _local_door(net, port, tmp_path / "door.wav", caller, account=account, intercom=intercom),
+    )
+    assert poll(door.ready, 20), door.describe()
+    phone = linphone(f'"Tenant" <{caller}>', srtp=srtp)
+    mark = phone.send(f"call sip:door@{net.registrar}:{port}")
+    assert phone.wait_for("connected.", 15, since=mark), phone.output()[-3000:]
+    assert poll(lambda: len(door.status()["calls"]) == 1), door.describe()
+    assert _door_call(door)["state"] == "confirmed", door.status()
+    assert poll(lambda: _door_call(door).get("packets_received", 0) > 100, 10)
+    return door, phone, mark
+
+
 def test_linphone_calls_the_door_hears_it_and_opens_it(
     net: VethNet,
     linphone: Callable[..., Linphonec],
@@ -179,24 +215,15 @@ def test_linphone_calls_the_door_hears_it_and_opens_it(
     port_allocator: PortAllocator,
     tmp_path: Path,
 ) -> None:
-    port = port_allocator.allocate()
-    caller = f"sip:tenant@{net.device}"
-    door = firmware(
-        "door",
-        _local_door(
-            net, port, tmp_path / "door.wav", caller, intercom=f'door_code = "{DOOR_CODE}"'
-        ),
+    door, phone, _ = _linphone_calls_the_door(
+        net,
+        linphone,
+        firmware,
+        port_allocator.allocate(),
+        tmp_path,
+        intercom=f'door_code = "{DOOR_CODE}"',
     )
-    assert poll(door.ready, 20), door.describe()
-    phone = linphone(f'"Tenant" <{caller}>')
-
-    mark = phone.send(f"call sip:door@{net.registrar}:{port}")
-    assert phone.wait_for("connected.", 15, since=mark), phone.output()[-3000:]
-    assert poll(lambda: len(door.status()["calls"]) == 1), door.describe()
-    call = door.status()["calls"][0]
-    assert call["state"] == "confirmed", call
-    # two seconds of talk, then the door code on linphone's keypad (RFC 4733 events)
-    assert poll(lambda: door.status()["calls"][0].get("packets_received", 0) > 100, 10)
+    # after two seconds of talk, the door code on linphone's keypad (RFC 4733 events)
     phone.send(DOOR_CODE)
     assert poll(lambda: _door_code_pulsed(door), 10), (door.status(), phone.output()[-2000:])
 
@@ -250,22 +277,19 @@ def test_linphone_mandatory_srtp_call_to_the_door(
     port_allocator: PortAllocator,
     tmp_path: Path,
 ) -> None:
-    port = port_allocator.allocate()
-    caller = f"sip:tenant@{net.device}"
-    srtp = 'use_srtp = "optional"\nsrtp_secure_signaling = 0'
-    door = firmware("door", _local_door(net, port, tmp_path / "door.wav", caller, account=srtp))
-    assert poll(door.ready, 20), door.describe()
-    phone = linphone(f'"Tenant" <{caller}>', srtp=True)
-
-    mark = phone.send(f"call sip:door@{net.registrar}:{port}")
     # linphone's encryption is mandatory: without our key in the answer it would
     # refuse the call, so "connected" and audio both ways mean SRTP both ways
-    assert phone.wait_for("connected.", 15, since=mark), phone.output()[-3000:]
-    assert poll(lambda: len(door.status()["calls"]) == 1), door.describe()
-    call = door.status()["calls"][0]
-    assert call["state"] == "confirmed", call
+    door, phone, mark = _linphone_calls_the_door(
+        net,
+        linphone,
+        firmware,
+        port_allocator.allocate(),
+        tmp_path,
+        account='use_srtp = "optional"\nsrtp_secure_signaling = 0',
+        srtp=True,
+    )
+    call = _door_call(door)
     assert call["srtp"] in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"), call
-    assert poll(lambda: door.status()["calls"][0].get("packets_received", 0) > 100, 10)
 
     code, out = door.cli("hangup")
     assert code == 0, out
@@ -350,31 +374,25 @@ def test_linphone_holds_and_resumes_the_call_to_the_door(
 ) -> None:
     """linphone's pause and resume are re-INVITEs (RFC 3264 8.4): the door shows
     the remote hold, keeps the call, and the audio comes back after resume."""
-    port = port_allocator.allocate()
-    caller = f"sip:tenant@{net.device}"
-    door = firmware("door", _local_door(net, port, tmp_path / "door.wav", caller))
-    assert poll(door.ready, 20), door.describe()
-    phone = linphone(f'"Tenant" <{caller}>')
-    mark = phone.send(f"call sip:door@{net.registrar}:{port}")
-    assert phone.wait_for("connected.", 15, since=mark), phone.output()[-3000:]
+    door, phone, _ = _linphone_calls_the_door(
+        net, linphone, firmware, port_allocator.allocate(), tmp_path
+    )
 
-    def door_call() -> dict[str, Any]:
-        calls = door.status()["calls"]
-        assert len(calls) == 1, (calls, door.describe())
-        return calls[0]  # type: ignore[no-any-return]
-
-    assert poll(lambda: door_call()["media"] == "active"), door_call()
+    assert poll(lambda: _door_call(door)["media"] == "active"), _door_call(door)
     phone.send("pause")
-    assert poll(lambda: door_call()["media"] == "remote_hold"), (
-        door_call(),
+    assert poll(lambda: _door_call(door)["media"] == "remote_hold"), (
+        _door_call(door),
         phone.output()[-2000:],
     )
-    assert door_call()["state"] == "confirmed"
-    received = door_call().get("packets_received", 0)
+    assert _door_call(door)["state"] == "confirmed"
+    received = _door_call(door).get("packets_received", 0)
 
-    mark = phone.send("resume")
-    assert poll(lambda: door_call()["media"] == "active"), (door_call(), phone.output()[-2000:])
-    assert poll(lambda: door_call().get("packets_received", 0) > received + 100, 10)
+    phone.send("resume")
+    assert poll(lambda: _door_call(door)["media"] == "active"), (
+        _door_call(door),
+        phone.output()[-2000:],
+    )
+    assert poll(lambda: _door_call(door).get("packets_received", 0) > received + 100, 10)
     mark = phone.send("terminate")
     assert phone.wait_for("ended", 10, since=mark), phone.output()[-2000:]
     assert poll(lambda: not door.status()["calls"]), door.status()

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.device import Firmware, poll
+from tests.interop.device import DESK_FLAT, Firmware, poll
 from tests.interop.peers import KamailioConfig, KamailioServer, PortAllocator, make_certs
 
 from .netns import VethNet, veth_namespace
@@ -373,22 +373,6 @@ def test_stream_flow_reset_or_blackholed(
         assert failures == 1
 
 
-FLAT_EXTRA = """
-[[buttons]]
-name = "answer"
-bcm = 17
-action = "answer"
-
-[[buttons]]
-name = "hangup"
-bcm = 27
-action = "hangup"
-
-[intercom]
-profile = "desk"
-"""
-
-
 def _packets(device: Firmware) -> int:
     calls = device.status()["calls"]
     return int(calls[0].get("packets_received") or 0) if calls else -1
@@ -407,7 +391,7 @@ def test_call_in_progress_is_reinvited_from_the_new_address(
     )
     # the flat is a second firmware in the root namespace, on the veth's root address
     flat_text = device_config(
-        registrar, flat_port, tmp_path / "flat.wav", user="flat", extra=FLAT_EXTRA
+        registrar, flat_port, tmp_path / "flat.wav", user="flat", extra=DESK_FLAT
     ).replace(f'udp = "0.0.0.0:{flat_port}"', f'udp = "{net.registrar}:{flat_port}"')
     flat: Firmware = firmware("flat", flat_text)
     assert poll(flat.registered, 15), flat.describe()
