@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from firmware._toml_lines import PathKey, key_lines, key_text, line_of
+from sipstack.records import dataclass
 
 __all__ = ["ConfigError", "ConfigProblem", "Context", "Table", "describe"]
 

@@ -10,9 +10,9 @@ by :mod:`firmware.behaviour`, the place other modules import it from.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased, LedPattern
+from sipstack.records import dataclass
 
 __all__ = [
     "PhoneState",

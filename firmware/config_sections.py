@@ -11,12 +11,12 @@ to the settings they convert.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hal.gpio_config import ButtonConfig, GpioConfig, LedConfig, Pull, RelayConfig
 from sipstack.account_config import INVALID_ID, AccountConfig
 from sipstack.digest import CredentialInfo
+from sipstack.records import dataclass
 
 if TYPE_CHECKING:
     from hal.audio import AudioConfig

@@ -13,7 +13,8 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from sipstack.records import dataclass
 
 from .behaviour_events import CallPhase, Command, Hangup, Log, MakeCall
 

@@ -10,7 +10,6 @@ running value stays in force.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from firmware.config import BUILTIN_SOURCE, ConfigError
 from firmware.reconfig import ReloadPlan, plan_reload, screening_for
 from firmware.screening import RequestScreen
 from firmware.sip_tap import config_secrets
+from sipstack import records
 
 if TYPE_CHECKING:
     from firmware.account_wiring import AccountWiring
@@ -105,8 +105,8 @@ def _keep_network(plan: ReloadPlan, running: Config, new: Config) -> ReloadPlan:
     """The watcher runs from start-up: keep the running ``[network]``, report a change."""
     if running.network == new.network:
         return plan
-    return dataclasses.replace(
+    return records.replace(
         plan,
-        config=dataclasses.replace(plan.config, network=running.network),
+        config=records.replace(plan.config, network=running.network),
         restart_needed=(*plan.restart_needed, "network.watch"),
     )

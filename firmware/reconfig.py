@@ -24,9 +24,7 @@ stay in force until then.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TypeVar
 
 from firmware.config import (
@@ -41,6 +39,8 @@ from firmware.config import (
     SipSettings,
 )
 from firmware.screening import Screening, trusted_hosts
+from sipstack import records
+from sipstack.records import dataclass
 
 __all__ = ["AccountChanges", "ReloadPlan", "changed_keys", "plan_reload", "screening_for"]
 
@@ -103,10 +103,10 @@ def plan_reload(
 ) -> ReloadPlan:
     """Plan the move from ``running`` to ``new``; ``accounts`` maps the user
     agent's account ids to the settings each was made from."""
-    applied = dataclasses.replace(
+    applied = records.replace(
         new,
         hal=running.hal,
-        sip=dataclasses.replace(running.sip, allow=new.sip.allow, refuse=new.sip.refuse),
+        sip=records.replace(running.sip, allow=new.sip.allow, refuse=new.sip.refuse),
         audio=running.audio,
         buttons=_merge_all(running.buttons, new.buttons, _LIVE_FIELDS["buttons"]),
         leds=_merge_all(running.leds, new.leds, _LIVE_FIELDS["leds"]),
@@ -136,7 +136,7 @@ def changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
         return []
     if isinstance(old, _SECTIONS) and type(old) is type(new):
         keys: list[str] = []
-        for f in dataclasses.fields(old):
+        for f in records.fields(old):
             if f.name not in _LABELS:
                 name = f"{prefix}.{f.name}" if prefix else f.name
                 keys += changed_keys(getattr(old, f.name), getattr(new, f.name), name)
@@ -156,10 +156,10 @@ def changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
 
 def _same(a: object, b: object, ignore: frozenset[str] = frozenset()) -> bool:
     """Equal apart from labels and the ``ignore`` fields."""
-    if dataclasses.is_dataclass(a) and not isinstance(a, type) and type(a) is type(b):
+    if records.is_dataclass(a) and not isinstance(a, type) and type(a) is type(b):
         return all(
             _same(getattr(a, f.name), getattr(b, f.name))
-            for f in dataclasses.fields(a)
+            for f in records.fields(a)
             if f.name not in _LABELS | ignore
         )
     if isinstance(a, tuple) and isinstance(b, tuple):

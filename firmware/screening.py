@@ -20,9 +20,9 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sipstack.records import dataclass, field
 from sipstack.transport_base import Peer, is_ip_literal
 
 if TYPE_CHECKING:

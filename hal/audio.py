@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+from sipstack.records import dataclass
 
 __all__ = [
     "SAMPLE_WIDTH",

@@ -20,7 +20,8 @@ from __future__ import annotations
 import collections
 import enum
 import math
-from dataclasses import dataclass
+
+from sipstack.records import dataclass
 
 __all__ = [
     "ButtonPressed",

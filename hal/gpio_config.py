@@ -8,7 +8,8 @@ the first REGISTER does not need (issue 6).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from sipstack.records import dataclass
 
 __all__ = [
     "Pull",

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
+
+from sipstack.records import dataclass, field
 
 __all__ = [
     "InterfaceAddress",

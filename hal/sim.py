@@ -21,7 +21,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from hal.gpio import (
     Buttons,
@@ -40,6 +39,7 @@ from hal.network import (
     NetworkSnapshot,
     diff_snapshots,
 )
+from sipstack.records import replace
 
 __all__ = ["SimPins", "SimGpioBoard", "SimNetwork", "default_sim_snapshot"]
 

@@ -25,7 +25,7 @@ Two ways to feed the canceller:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from sipstack.records import dataclass
 
 from .audio import SUPPORTED_RATES, AudioConfig, AudioConfigError, FrameSink, FrameSource
 from .speexdsp import EchoCanceller, Preprocessor, load_library

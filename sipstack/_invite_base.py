@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from dataclasses import dataclass
 
 from sipstack.dialog import Dialog
 from sipstack.headers import NameAddr
@@ -33,6 +32,8 @@ from sipstack.session_timer import (
 )
 from sipstack.timers import TimerConfig
 from sipstack.uri import URI
+
+from .records import dataclass
 
 _S = InviteState
 SDP = "application/sdp"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .account_config import AccountConfig, RpidElement
@@ -23,6 +22,7 @@ from .headers import NameAddr
 from .ids import IdGenerator
 from .loop import TimerHandle
 from .message import Request, Response
+from .records import dataclass
 from .registration import (
     Registration,
     RegistrationConfig,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import copy
 import enum
-from dataclasses import dataclass, field
 
 from .digest import CredentialInfo
+from .records import dataclass, field
 
 __all__ = [
     "MAX_ACC",

@@ -7,8 +7,8 @@ sockets and no slots.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from .records import dataclass
 from .uri import URI
 
 __all__ = ["AccountView", "find_for_outgoing", "find_for_incoming", "priority_order"]

@@ -24,9 +24,10 @@ value is not a valid token), and unknown ones are quoted only when needed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from sipstack.errors import SipParseError
+
+from .records import dataclass, field
 
 __all__ = ["Challenge", "Credentials", "parse_challenge", "parse_credentials"]
 

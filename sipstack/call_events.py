@@ -8,12 +8,12 @@ layer) can name the events it handles without the machinery that makes them;
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Literal
 
 from .invite_events import InviteState
 from .invite_session import Role
 from .offer_answer import NegotiatedMedia
+from .records import dataclass
 
 __all__ = [
     "CallEvent",

@@ -10,11 +10,11 @@ layer uses on top of :mod:`sipstack.offer_answer` are here too, so
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from . import records
 from .call_events import MediaStatus
 from .offer_answer import CodecSpec, LocalMedia, NegotiatedMedia, create_answer, create_offer
 from .sdp import SdpParseError, parse_sdp
@@ -135,6 +135,6 @@ def refusal_answer(offer_sdp: bytes, local: LocalMedia, session_id: int, version
         offer = None
     if offer is None:
         return create_offer(local, session_id, version).to_bytes()
-    empty = dataclasses.replace(local, codecs=(CodecSpec("x-none", 1),))
+    empty = records.replace(local, codecs=(CodecSpec("x-none", 1),))
     answer, _ = create_answer(offer, empty, session_id, version)
     return answer.to_bytes()

@@ -23,12 +23,11 @@ id or a call in the wrong state raises (``ValueError`` /
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from . import records
 from .account import Account
 from .account_config import INVALID_ID
 from .call_events import (
@@ -75,6 +74,7 @@ from .offer_answer import (
     create_offer,
     process_answer,
 )
+from .records import dataclass
 from .sdp import Direction, SdpParseError, SessionDescription, parse_sdp
 from .session_timer import SessionTimerConfig
 from .transport_base import Peer
@@ -405,7 +405,7 @@ class CallManager:
             log.info("call %d: address changed to %s, re-INVITE", call.slot, contact.uri.host)
             call.contact = contact
             call.sess.set_local_contact(contact)
-            call.local = dataclasses.replace(call.local, address=contact.uri.host)
+            call.local = records.replace(call.local, address=contact.uri.host)
             try:
                 self._reoffer(call, call.local.media_direction, hold=call.local_hold)
             except InviteSessionError as exc:
@@ -420,7 +420,7 @@ class CallManager:
 
     def _reoffer(self, call: _Call, direction: Direction, *, hold: bool) -> None:
         assert call.local is not None
-        local = dataclasses.replace(call.local, direction=direction)
+        local = records.replace(call.local, direction=direction)
         version = call.sdp_version + 1
         offer = create_offer(local, call.sdp_session_id, version, previous=call.last_local)
         # Raises when another offer/answer is in progress (RFC 3261 14.1): then
@@ -526,7 +526,7 @@ class CallManager:
         local = self._local_media(call)
         call.sdp_version += 1
         offer = create_offer(
-            dataclasses.replace(local, direction=self._our_direction(call)),
+            records.replace(local, direction=self._our_direction(call)),
             call.sdp_session_id,
             call.sdp_version,
             previous=call.last_local,
@@ -548,7 +548,7 @@ class CallManager:
             # RFC 4028 10 / RFC 3264 8: an unchanged offer (a session refresh)
             # gets our unchanged answer, same version; the media stays as it is.
             return previous[2]
-        local = dataclasses.replace(self._local_media(call), direction=direction)
+        local = records.replace(self._local_media(call), direction=direction)
         version = call.sdp_version + 1
         answer, negotiated = create_answer(offer, local, call.sdp_session_id, version)
         if negotiated is None:

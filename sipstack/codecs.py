@@ -22,8 +22,9 @@ offers. :func:`default_registry` builds one with what this machine can run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+from .records import dataclass
 
 if TYPE_CHECKING:
     import ctypes

@@ -19,11 +19,12 @@ confirmed on the matching 2xx (RFC 3261 12.1.2, 13.2.2.4).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from sipstack.headers import Headers, NameAddr
 from sipstack.message import Request, Response
 from sipstack.uri import URI
+
+from .records import dataclass
 
 __all__ = ["Dialog", "DialogError", "DialogId", "DialogState"]
 

@@ -31,12 +31,13 @@ import logging
 import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sipstack.auth_header import Challenge, Credentials
 from sipstack.errors import SipStackError
 from sipstack.ids import IdGenerator
+
+from .records import dataclass
 
 __all__ = [
     "Algorithm",

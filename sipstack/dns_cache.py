@@ -10,9 +10,10 @@ shared by the pure locator (``sipstack.locate``) and its I/O adapter
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sipstack.dns_wire import Message, Record, RType, SOAData
+
+from .records import dataclass
 
 __all__ = [
     "CachedAnswer",

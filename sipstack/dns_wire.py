@@ -17,7 +17,8 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
-from dataclasses import dataclass
+
+from .records import dataclass
 
 __all__ = [
     "AAAAData",

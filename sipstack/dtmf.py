@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 import struct
 from collections import deque
-from dataclasses import dataclass
 
 from sipstack.errors import SipParseError
 from sipstack.rtp import RtpParseError
+
+from .records import dataclass
 
 __all__ = [
     "DIGITS",

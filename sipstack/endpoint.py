@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import TransportError
 from .ids import IdGenerator
 from .loop import Loop, TimerHandle
 from .message import Request, Response
+from .records import dataclass
 from .targets import FailureReason, LocateError, Target, TargetList
 from .timers import TimerConfig
 from .transaction import (

@@ -10,9 +10,9 @@ complete message is handed out as bytes for :func:`sipstack.message.parse_messag
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .errors import SipParseError
+from .records import dataclass
 
 __all__ = ["FramerEvent", "KeepAlivePing", "KeepAlivePong", "StreamFramer"]
 

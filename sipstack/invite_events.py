@@ -7,11 +7,12 @@ the names it reacts to without the machine, and the machine stays one job.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from sipstack.errors import SipStackError
 from sipstack.message import Request
 from sipstack.uri import URI
+
+from .records import dataclass
 
 __all__ = [
     "Disconnected",

@@ -47,7 +47,8 @@ import enum
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from .records import dataclass
 
 __all__ = [
     "EMPTY",

@@ -24,7 +24,6 @@ import enum
 import ipaddress
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from sipstack.dns_cache import (
     CachedAnswer,
@@ -48,6 +47,8 @@ from sipstack.dns_wire import (
     SRVData,
 )
 from sipstack.targets import FailureReason, LocateError, Target, TargetList
+
+from .records import dataclass
 
 __all__ = [
     "DEFAULT_PORTS",

@@ -42,9 +42,10 @@ import math
 import operator
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from itertools import repeat
 from typing import Protocol
+
+from .records import dataclass
 
 __all__ = [
     "Conference",

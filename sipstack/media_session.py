@@ -51,7 +51,6 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sipstack.codecs import Codec, CodecRegistry
@@ -75,6 +74,8 @@ from sipstack.rtp_session import (
     SsrcChanged,
 )
 from sipstack.sdp import Direction
+
+from .records import dataclass
 
 if TYPE_CHECKING:  # srtp imports pylibsrtp: only load it for calls that use SRTP
     from sipstack.srtp import SrtpContext

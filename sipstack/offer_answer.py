@@ -28,7 +28,6 @@ we can use, under either profile; DISABLED never sends a key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from sipstack.errors import SipStackError
 from sipstack.sdp import (
@@ -48,6 +47,8 @@ from sipstack.srtp import (
     SrtpMode,
     parse_crypto,
 )
+
+from .records import dataclass, field
 
 __all__ = [
     "SUPPORTED_EVENTS",

@@ -15,10 +15,11 @@ expat is driven directly so no entity is ever resolved.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from sipstack.errors import SipStackError
+
+from .records import dataclass
 
 if TYPE_CHECKING:
     # parsing imports these (ElementTree and expat, ~0.7 MiB): every account has a

@@ -24,7 +24,6 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
-from dataclasses import dataclass
 
 from sipstack.digest import AuthenticationError, DigestAuthenticator
 from sipstack.errors import SipParseError
@@ -33,6 +32,8 @@ from sipstack.ids import IdGenerator
 from sipstack.message import Request, Response, make_response
 from sipstack.pidf import CONTENT_TYPE, PresenceStatus, build_status
 from sipstack.uri import URI, parse_uri
+
+from .records import dataclass
 
 __all__ = [
     "EVENT_PACKAGE",

@@ -25,7 +25,6 @@ import enum
 import math
 import random
 from collections import deque
-from dataclasses import dataclass
 
 from sipstack.digest import AuthenticationError, DigestAuthenticator
 from sipstack.errors import SipParseError
@@ -34,6 +33,8 @@ from sipstack.ids import IdGenerator
 from sipstack.message import Request, Response
 from sipstack.pidf import CONTENT_TYPE
 from sipstack.uri import parse_uri
+
+from .records import dataclass
 
 __all__ = [
     "PUBLISH_EXPIRATION",

@@ -56,7 +56,6 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from dataclasses import dataclass
 
 from sipstack.digest import AuthenticationError
 from sipstack.errors import SipParseError
@@ -81,6 +80,8 @@ from sipstack.registration_config import (
     seen_address,
 )
 from sipstack.uri import URI, parse_uri
+
+from .records import dataclass
 
 __all__ = [
     "Authenticator",

@@ -16,13 +16,14 @@ from __future__ import annotations
 import enum
 import ipaddress
 import random
-from dataclasses import dataclass
 from typing import Protocol
 
 from sipstack.errors import SipParseError, SipStackError
 from sipstack.headers import NameAddr
 from sipstack.message import Request, Response
 from sipstack.uri import URI, parse_uri
+
+from .records import dataclass
 
 __all__ = [
     "Authenticator",

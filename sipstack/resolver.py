@@ -23,7 +23,6 @@ import os
 import random
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from sipstack.dns_wire import (
     DnsFormatError,
@@ -44,6 +43,8 @@ from sipstack.locate import (
     sent_by_locator,
 )
 from sipstack.loop import Loop, TimerHandle
+
+from .records import dataclass
 
 __all__ = [
     "Lookup",

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 
 from sipstack.rtp import RtpParseError
+
+from .records import dataclass
 
 __all__ = [
     "MAX_DROPOUT",

@@ -15,9 +15,10 @@ exists for encryption block sizes, which SRTP does not need).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from sipstack.errors import SipStackError
+
+from .records import dataclass
 
 __all__ = [
     "MAX_RTP_PACKET",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from sipstack.rtcp import (
@@ -42,6 +41,8 @@ from sipstack.rtcp import (
     rtt_from_block,
 )
 from sipstack.rtp import MAX_RTP_PACKET, RTP_HEADER, RtpPacket, RtpParseError, build_rtp, parse_rtp
+
+from .records import dataclass
 
 __all__ = [
     "Address",

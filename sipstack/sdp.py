@@ -26,10 +26,11 @@ import enum
 import re
 import types
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Final
 
 from sipstack.errors import SipStackError
+
+from .records import dataclass, field
 
 __all__ = [
     "MAX_SDP_LINES",

@@ -16,9 +16,10 @@ negotiated them* (RFC 4028 7.1), not of the dialog.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from sipstack.message import Message, Request, Response
+
+from .records import dataclass
 
 __all__ = [
     "SessionTimer",

@@ -33,10 +33,11 @@ import binascii
 import enum
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sipstack.errors import SipStackError
+
+from .records import dataclass, field
 
 if TYPE_CHECKING:
     # imported where a context is built: libsrtp and its libcrypto cost ~5 MiB

@@ -10,7 +10,7 @@ are passed in).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .records import dataclass
 
 __all__ = ["TimerConfig"]
 

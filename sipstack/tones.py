@@ -20,8 +20,9 @@ import math
 import sys
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import reduce
+
+from .records import dataclass
 
 __all__ = [
     "DTMF_FREQUENCIES",

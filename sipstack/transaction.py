@@ -26,13 +26,14 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import ClassVar
 
 from sipstack.errors import SipStackError
 from sipstack.ids import MAGIC_COOKIE
 from sipstack.message import Request, Response
 from sipstack.timers import TimerConfig
+
+from .records import dataclass
 
 __all__ = [
     "AckReceived",

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import SipParseError, TransportError
 from .headers import Via
 from .loop import Loop
 from .message import Request, Response, parse_message
+from .records import dataclass
 from .transport_base import DEFAULT_PORTS, Destination, Peer, RateLimitedLog, TransportStats
 from .transport_stream import StreamConnection, StreamTransport
 from .transport_udp import UdpTransport

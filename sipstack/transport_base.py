@@ -12,7 +12,8 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from .records import dataclass, field
 
 __all__ = [
     "Destination",

@@ -10,10 +10,10 @@ lists the torture messages that exercise each of these answers.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
 
 from .errors import SipParseError
 from .message import Request, Response, make_response
+from .records import dataclass, field
 
 __all__ = ["UasPolicy", "KNOWN_METHODS"]
 

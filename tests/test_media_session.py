@@ -9,7 +9,6 @@ from, a stray source that must not steal the stream, SRTP, and port allocation.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import random
 import selectors
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from sipstack import codec_g722, codec_opus
+from sipstack import codec_g722, codec_opus, records
 from sipstack.codec_g711 import ulaw_decode, ulaw_encode
 from sipstack.codecs import default_registry
 from sipstack.loop import Loop
@@ -285,7 +284,7 @@ def test_dtmf_digits_both_ways_arrive_in_order(loop: Loop, ports: RtpPortAllocat
 
 def test_dtmf_without_telephone_event_raises(loop: Loop, ports: RtpPortAllocator) -> None:
     a, b = Peer(loop, ports, seed=5), Peer(loop, ports, seed=6)
-    offer = create_offer(dataclasses.replace(a.local(), telephone_event=False), 1, 1)
+    offer = create_offer(records.replace(a.local(), telephone_event=False), 1, 1)
     answer, for_b = create_answer(offer, b.local(), 2, 1)
     assert for_b is not None and for_b.telephone_event_pt is None
     b.session.apply(for_b)
@@ -359,7 +358,7 @@ def test_latches_to_the_port_the_peer_really_sends_from(
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dead:
         dead.bind((HOST, 0))
         wrong = dead.getsockname()[1]
-        b.session.apply(dataclasses.replace(for_b, remote_port=wrong, remote_rtcp_port=wrong))
+        b.session.apply(records.replace(for_b, remote_port=wrong, remote_rtcp_port=wrong))
         a.session.apply(for_a)
         a.start_tone()
         b.start_tone()
@@ -520,7 +519,7 @@ def test_repacketising_gives_way_to_dtmf_and_hold(loop: Loop, ports: RtpPortAllo
         a.session.send_dtmf("5", duration=0.04)
         for n in range(1, 6):
             a.tick(100.0 + n * PTIME)
-        a.session.apply(dataclasses.replace(media, direction=Direction.RECVONLY))
+        a.session.apply(records.replace(media, direction=Direction.RECVONLY))
         a.tick(100.2)
         a.session.apply(media)  # unhold
         for n in range(2):
@@ -891,7 +890,7 @@ def test_a_peer_sending_longer_or_shorter_packets_is_heard(
     a, b = Peer(loop, ports, codecs=(codec,), seed=41), Peer(loop, ports, codecs=(codec,), seed=42)
     for_a, for_b = negotiate(a, b)
     a.session.apply(for_a)
-    b.session.apply(dataclasses.replace(for_b, ptime=ptime))  # as if a had said a=ptime
+    b.session.apply(records.replace(for_b, ptime=ptime))  # as if a had said a=ptime
     b.start_tone()
     clock = run_clock(loop, [a, b], 1.5)
     rate = a.session.sample_rate

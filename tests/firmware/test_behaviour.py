@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -43,6 +42,7 @@ from firmware.config import (
 )
 from hal.debounce import ButtonLongPressed, ButtonPressed, ButtonReleased
 from hal.gpio import DOUBLE_FLASH, FAST_BLINK, HEARTBEAT, SLOW_BLINK, STEADY
+from sipstack.records import replace
 
 FLAT_A = "sip:flat-a@pbx.example.com"
 FLAT_B = "sip:flat-b@pbx.example.com"

@@ -419,11 +419,11 @@ def test_the_failures_explanation_survives_the_retry_until_a_success(loop: Loop)
     """The App keeps each account's last failed event (``AccountWiring.reg_failures``)
     and passes it on, so the retry's "registering" event, which repeats the 401
     without its note, still reads as the stale-nonce registrar it is."""
-    import dataclasses
 
     from firmware.account_wiring import AccountWiring, is_failure
     from firmware.config import AccountSettings
     from firmware.screening import RequestScreen, Screening
+    from sipstack import records
     from sipstack.useragent import UserAgent
 
     ua = UserAgent(loop)
@@ -434,7 +434,7 @@ def test_the_failures_explanation_survives_the_retry_until_a_success(loop: Loop)
     def note(event: RegStateChanged | None) -> str:
         """Feed the event as the App does; the account's last_error as status shows it."""
         assert event is not None
-        wiring.note_registration(dataclasses.replace(event, acc_id=acc))
+        wiring.note_registration(records.replace(event, acc_id=acc))
         return registration_error(wiring.reg_events[acc], wiring.reg_failures.get(acc))
 
     try:

@@ -7,7 +7,6 @@ the user agent's account API. Strangers send requests from 127.0.0.2.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import socket
@@ -22,6 +21,7 @@ from firmware.app import App
 from firmware.cli import EXIT_OK, EXIT_PROBLEM, main
 from firmware.config import AccountSettings, ButtonSettings, Config, ConfigError, load_config
 from firmware.reconfig import changed_keys, plan_reload
+from sipstack import records
 from sipstack.loop import Loop
 from sipstack.message import Request, make_response, parse_message
 from tests.firmware.test_app import send_raw, sip_port
@@ -41,13 +41,13 @@ def test_plan_matches_accounts_by_id_and_lists_restart_keys() -> None:
     new = Config(
         source="f",
         accounts=(
-            dataclasses.replace(local, line=2),  # moved in the file: unchanged
-            dataclasses.replace(a, reg_timeout=60, line=5),
+            records.replace(local, line=2),  # moved in the file: unchanged
+            records.replace(a, reg_timeout=60, line=5),
             c,
         ),
-        buttons=(dataclasses.replace(bell, targets=("sip:other@x",), source="f line 9"),),
-        audio=dataclasses.replace(running.audio, ptime=40),
-        sip=dataclasses.replace(running.sip, udp=None, refuse="drop", allow=("10.0.0.1",)),
+        buttons=(records.replace(bell, targets=("sip:other@x",), source="f line 9"),),
+        audio=records.replace(running.audio, ptime=40),
+        sip=records.replace(running.sip, udp=None, refuse="drop", allow=("10.0.0.1",)),
     )
     plan = plan_reload(running, new, {0: a, 1: b, 2: local})
     assert plan.accounts.removed == (1,)
@@ -64,7 +64,7 @@ def test_plan_matches_accounts_by_id_and_lists_restart_keys() -> None:
 def test_a_moved_pin_keeps_the_running_buttons() -> None:
     bell = ButtonSettings("bell", 17, "call", "f line 3", targets=("sip:flat@x",))
     running = Config(source="f", buttons=(bell,))
-    new = Config(source="f", buttons=(dataclasses.replace(bell, bcm=5, targets=("sip:b@x",)),))
+    new = Config(source="f", buttons=(records.replace(bell, bcm=5, targets=("sip:b@x",)),))
     plan = plan_reload(running, new, {})
     assert plan.config.buttons == (bell,)
     assert plan.restart_needed == ("buttons[1].bcm", "buttons[1].targets")
@@ -73,7 +73,7 @@ def test_a_moved_pin_keeps_the_running_buttons() -> None:
 
 def test_a_changed_local_account_is_replaced_not_modified() -> None:
     local = AccountSettings(line=1, local=True)
-    new = Config(accounts=(dataclasses.replace(local, priority=5),))
+    new = Config(accounts=(records.replace(local, priority=5),))
     plan = plan_reload(Config(), new, {3: local})
     assert plan.accounts.removed == (3,) and len(plan.accounts.added) == 1
     assert plan.accounts.modified == ()

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BOUND = 5.0  # seconds: the issue's "noticed within 5 s"
 
 CHILD = r"""
-import dataclasses, json, os, sys
+import json, os, sys
+from sipstack import records
 from hal.netwatch import NetifacesWatcher, route_source_address
 from sipstack.loop import Loop
 
@@ -43,7 +44,7 @@ def emit(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
-watcher.set_handler(lambda e: emit({"type": type(e).__name__, **dataclasses.asdict(e)}))
+watcher.set_handler(lambda e: emit({"type": type(e).__name__, **records.asdict(e)}))
 pending = b""
 
 def on_stdin():
