@@ -26,7 +26,6 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from firmware._toml_lines import PathKey, key_lines, line_of
@@ -158,9 +157,9 @@ def _check_allow(value: str) -> str | None:
     return None
 
 
-def _check_file(base: Path) -> Callable[[str], str | None]:
+def _check_file(base: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
-        if value and not (base / value).is_file():
+        if value and not os.path.isfile(os.path.join(base, value)):
             return "the path of an existing file"
         return None
 
@@ -170,7 +169,7 @@ def _check_file(base: Path) -> Callable[[str], str | None]:
 # -- reading each section -----------------------------------------------------------
 
 
-def _read_sip(t: Table | None, base: Path) -> SipSettings:
+def _read_sip(t: Table | None, base: str) -> SipSettings:
     if t is None:
         return SipSettings()
     defaults = SipSettings()
@@ -403,30 +402,30 @@ def _read_intercom(t: Table | None, has_relay: bool) -> IntercomSettings:
 
 
 def _read_secrets(
-    t: Table, base: Path, problems: list[ConfigProblem]
+    t: Table, base: str, problems: list[ConfigProblem]
 ) -> tuple[str, dict[str, str] | None]:
     """Read the secrets file named by the top-level ``secrets`` key."""
     name = t.string("secrets")
     if not name:
         return "", None
-    path = base / name
+    path = os.path.join(base, name)
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError as exc:
         t.problem("secrets", "a readable secrets file", f"{exc.strerror or exc} ({path})")
-        return str(path), None
+        return path, None
     if st.st_mode & 0o077 or st.st_uid not in (0, os.geteuid()):
         t.problem(
             "secrets",
             f"a file only its owner can read (chmod 600 {path}; chown root {path})",
             f"mode {stat.filemode(st.st_mode)} owner uid {st.st_uid}",
         )
-        return str(path), None
-    data = _parse_file(str(path), problems)
+        return path, None
+    data = _parse_file(path, problems)
     if data is None:
-        return str(path), None
+        return path, None
     text, doc = data
-    top = Table(Context(str(path), text, problems), (), doc)
+    top = Table(Context(path, text, problems), (), doc)
     passwords: dict[str, str] = {}
     pw = top.table("passwords")
     if pw is not None:
@@ -434,7 +433,7 @@ def _read_secrets(
             passwords[key] = pw.string(key, secret=True)
         pw.finish()
     top.finish()
-    return str(path), passwords
+    return path, passwords
 
 
 # -- files -------------------------------------------------------------------------
@@ -443,7 +442,8 @@ def _read_secrets(
 def _parse_file(file: str, problems: list[ConfigProblem]) -> tuple[str, dict[str, Any]] | None:
     """Read and parse one TOML file; on failure record the problem and return None."""
     try:
-        raw = Path(file).read_bytes()
+        with open(file, "rb") as f:
+            raw = f.read()
     except OSError as exc:
         problems.append(ConfigProblem(file, None, "", "a readable file", exc.strerror or str(exc)))
         return None
@@ -484,7 +484,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(problems)
     text, doc = parsed
     ctx = Context(file, text, problems)
-    base = Path(file).parent
+    base = os.path.dirname(file)
     top = Table(ctx, (), doc)
     hal = top.string("hal", "rpi", choices=("rpi", "sim"))
     secrets_file, passwords = _read_secrets(top, base, problems)

@@ -25,10 +25,10 @@ from __future__ import annotations
 import array
 import collections
 import math
+import os
 import sys
 import wave
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from .audio import (
     SAMPLE_WIDTH,
@@ -98,7 +98,7 @@ def tone_frames(
         yield _to_le(samples)
 
 
-def read_wav(path: str | Path, config: AudioConfig) -> bytes:
+def read_wav(path: str | os.PathLike[str], config: AudioConfig) -> bytes:
     """Read a 16-bit mono WAV at the configured rate; anything else is refused."""
     with wave.open(str(path), "rb") as wav:
         if (
@@ -115,12 +115,12 @@ def read_wav(path: str | Path, config: AudioConfig) -> bytes:
         return wav.readframes(wav.getnframes())
 
 
-def wav_frames(path: str | Path, config: AudioConfig) -> Iterator[bytes]:
+def wav_frames(path: str | os.PathLike[str], config: AudioConfig) -> Iterator[bytes]:
     """Frames of a WAV file (read completely now, so not from inside the loop)."""
     return pcm_frames(read_wav(path, config), config)
 
 
-def write_wav(path: str | Path, pcm: bytes, sample_rate: int) -> None:
+def write_wav(path: str | os.PathLike[str], pcm: bytes, sample_rate: int) -> None:
     """Write S16_LE mono audio as a WAV file."""
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
@@ -332,7 +332,7 @@ class SimPlayback(_SimStream):
             )
         self._recorded += frame
 
-    def save_wav(self, path: str | Path) -> None:
+    def save_wav(self, path: str | os.PathLike[str]) -> None:
         """Write the recording as a WAV file (call outside the audio path)."""
         write_wav(path, bytes(self._recorded), self._config.sample_rate)
 
@@ -352,7 +352,7 @@ class SimAudioDevice:
         capture_frames: Iterable[bytes] = (),
         paced: bool = True,
         on_event: EventSink | None = None,
-        record_path: str | Path | None = None,
+        record_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self._config = config
         self._capture = SimCapture(loop, config, capture_frames, paced=paced, on_event=on_event)

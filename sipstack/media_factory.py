@@ -24,10 +24,9 @@ secure enough for SDES keys sends none: an outgoing call is not made
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from sipstack.call_events import CallInfo
 from sipstack.codecs import CodecRegistry, default_registry
@@ -59,6 +58,8 @@ from sipstack.srtp import (
     SrtpPolicy,
     srtp_offer,
 )
+
+from .records import dataclass
 
 __all__ = [
     "AudioEndpoint",
@@ -126,8 +127,8 @@ def file_endpoint(
     frame_samples: int,
     *,
     tone_hz: int | None = 1000,
-    play: str | Path | None = None,
-    record: str | Path | None = None,
+    play: str | os.PathLike[str] | None = None,
+    record: str | os.PathLike[str] | None = None,
 ) -> AudioEndpoint:
     """An endpoint without a sound card: a tone (or a WAV clip, looped) and a WAV recorder.
 

@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import enum
 import errno
+import os
 import queue
 import struct
 import threading
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from .media_graph import Resampler
+from .records import dataclass
 
 __all__ = [
     "RecorderFailed",
@@ -78,7 +78,9 @@ class WavClip:
         return len(self.pcm) / (2 * self.sample_rate)
 
 
-def load_wav(path: str | Path, sample_rate: int, *, max_seconds: float = 120.0) -> WavClip:
+def load_wav(
+    path: str | os.PathLike[str], sample_rate: int, *, max_seconds: float = 120.0
+) -> WavClip:
     """Read a whole WAV file and convert it to ``sample_rate`` (8000 or 16000).
 
     Blocking file I/O: call outside the audio path. ``max_seconds`` bounds the
@@ -303,7 +305,7 @@ class WavRecorder:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | os.PathLike[str],
         sample_rate: int,
         *,
         chunk_bytes: int = 32768,
