@@ -178,13 +178,39 @@ def test_intercom_run_parses_its_arguments_without_shutil() -> None:
     assert loaded_after("pass", ARCHIVERS) == set()  # the premise
     loaded = loaded_after(
         """
-        from firmware.cli import build_parser
+        from firmware.cli_args import build_parser
         args = build_parser().parse_args(["run", "--config", "x.toml", "--hal", "sim"])
         assert args.command == "run" and args.hal == "sim"
         """,
         ARCHIVERS,
     )
     assert loaded == set()
+
+
+#: The command-line parser's own imports; ``intercom run`` drops them once parsed.
+PARSER = ("argparse", "gettext", "locale", "firmware.cli_args")
+
+
+def test_intercom_run_unloads_the_parser_once_its_arguments_are_read() -> None:
+    assert loaded_after("pass", PARSER) == set()  # the premise
+    run = loaded_after(
+        """
+        from firmware.cli import parse_command_line
+        args = parse_command_line(["run", "--hal", "sim", "--port", "5070"])
+        assert (args.command, args.hal, args.port, args.config) == ("run", "sim", 5070, None)
+        """,
+        PARSER,
+    )
+    assert run == set()
+    # the short-lived commands keep it: they exit right away
+    status = loaded_after(
+        """
+        from firmware.cli import parse_command_line
+        assert parse_command_line(["status", "--json"]).json is True
+        """,
+        PARSER,
+    )
+    assert status == set(PARSER)
 
 
 @pytest.mark.parametrize("columns", [None, "60", "132", "0", "junk"])
@@ -195,7 +221,7 @@ def test_help_is_formatted_as_stock_argparse_would(
     # (under pytest stdout is not a terminal: $COLUMNS, else 80)
     import argparse
 
-    from firmware.cli import build_parser
+    from firmware.cli_args import build_parser
 
     if columns is None:
         monkeypatch.delenv("COLUMNS", raising=False)
