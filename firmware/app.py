@@ -52,6 +52,7 @@ from firmware.behaviour_driver import BehaviourDriver
 from firmware.config import BUILTIN_SOURCE, Config, ConfigError
 from firmware.control import ControlServer
 from firmware.control_commands import ControlCommands
+from firmware.heap import release_free_heap
 from firmware.live_reload import LiveReload
 from firmware.logring import LogRing, mask_secrets
 from firmware.network_watch import NetworkWatch, watcher_kind
@@ -319,6 +320,8 @@ class App:
         )
         if self.on_ready is not None:
             self.on_ready()
+        # start-up's short-lived buffers are freed: give their pages back
+        release_free_heap()
 
     def _build_media(self) -> RtpMediaFactory:
         """The RTP media factory (the first call's): :func:`firmware.call_media.build_media`."""
