@@ -4,7 +4,7 @@ The stack, the hardware layer and the firmware declare about 200 small value
 classes. With the standard ``dataclasses`` each one costs five or six methods
 compiled from source at import (``__init__``, ``__repr__``, ``__eq__``,
 ``__hash__``, ``__setattr__``, ...), and the module itself imports ``inspect``,
-``ast`` and ``dis``: about 1.3 MiB of a resident set that a Pi Zero pays for
+``ast`` and ``dis``: about 1.5 MiB of a resident set that a Pi Zero pays for
 the whole day (docs/benchmarks.md, "Where the firmware's idle RSS goes").
 
 Here only ``__init__`` is compiled per class (it has the class's own signature,
