@@ -380,7 +380,7 @@ def parse_command_line(argv: Sequence[str] | None = None) -> SimpleNamespace:
     """The parsed command line; for ``run``, argparse is unloaded again.
 
     ``intercom run`` lives for months and needs its arguments for a millisecond:
-    the parser and what it imports (argparse, gettext, locale: about 0.55 MiB of
+    the parser and what it imports (argparse, gettext, locale: about 0.35 MiB of
     a Pi Zero's memory, docs/benchmarks.md) are dropped from ``sys.modules`` once
     the result is copied into a plain namespace, so nothing keeps them alive.
     Modules that were loaded before parsing stay.
