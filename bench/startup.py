@@ -452,8 +452,9 @@ def measure_startup(client: Client, registrar: Registrar, poll: float) -> Startu
     )
 
 
-def measure_call_rss(client: Client, ports: PortAllocator, settle: float) -> tuple[int, int]:
-    """(idle VmRSS, in-call VmRSS) in KiB of a running, registered ``client``."""
+def measure_call_rss(client: Client, ports: PortAllocator, settle: float) -> tuple[int, int, int]:
+    """(idle, in-call, idle after the call) VmRSS in KiB of a running, registered
+    ``client``: the last one shows what a call leaves behind."""
     time.sleep(settle)  # let start-up garbage settle: wall time of a foreign process
     idle = rss_kib(client.pid)
     pcap = client.work / "tone.pcap"
@@ -485,7 +486,8 @@ def measure_call_rss(client: Client, ports: PortAllocator, settle: float) -> tup
             raise RuntimeError(f"{client.name}: the call failed\n{sipp.describe()}")
     finally:
         sipp.stop()
-    return idle, in_call
+    time.sleep(settle)
+    return idle, in_call, rss_kib(client.pid)
 
 
 @dataclass
@@ -501,6 +503,7 @@ class Figures:
     rss_idle_1: int = 0
     rss_idle_8: int = 0
     rss_call_8: int = 0
+    rss_after_call_8: int = 0
 
 
 def run_all(
@@ -535,7 +538,7 @@ def run_all(
                         time.sleep(args.settle)  # wall time of a foreign process
                         fig.rss_idle_1 = rss_kib(client.pid)
                     else:
-                        fig.rss_idle_8, fig.rss_call_8 = measure_call_rss(
+                        fig.rss_idle_8, fig.rss_call_8, fig.rss_after_call_8 = measure_call_rss(
                             client, ports, args.settle
                         )
                 finally:
@@ -598,6 +601,7 @@ def rows(ours: Figures, peer: Figures | None) -> Iterator[tuple[str, float, floa
         ("rss_idle_1acc", "MiB", lambda f: mib(f.rss_idle_1)),
         ("rss_idle_8acc", "MiB", lambda f: mib(f.rss_idle_8)),
         ("rss_call_8acc", "MiB", lambda f: mib(f.rss_call_8)),
+        ("rss_after_call_8acc", "MiB", lambda f: mib(f.rss_after_call_8)),
     )
     for key, unit, get in table:
         yield key, get(ours), (get(peer) if peer is not None else None), unit

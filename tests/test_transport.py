@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from sipstack.tls import client_context, server_context
 from sipstack.transport import TransportManager, error_response_from_raw
 from sipstack.transport_base import Destination, Peer
 from sipstack.transport_stream import StreamTransport, address_is_ours
+from tests.interop.peers.certs import make_certs
 
 OPTIONS = (
     "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n"
@@ -208,73 +208,17 @@ def test_large_udp_request_moves_to_tcp(loop: Loop) -> None:
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A test CA and a server certificate for IP 127.0.0.1, made with openssl."""
+    """A test CA and a server certificate for IP 127.0.0.1, and an unrelated CA
+    ("other"); with the key usages Python 3.13's strict verification requires."""
     d = tmp_path_factory.mktemp("pki")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    )
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    )
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Other",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.pem",
-    )
-    return {n: d / n for n in ("ca.pem", "server.pem", "server.key", "other.pem")}
+    ours = make_certs(d / "ours")
+    other = make_certs(d / "other")
+    return {
+        "ca.pem": ours.ca_cert,
+        "server.pem": ours.server_cert,
+        "server.key": ours.server_key,
+        "other.pem": other.ca_cert,
+    }
 
 
 def test_tls_round_trip_with_verified_certificate(loop: Loop, certs: dict[str, Path]) -> None:
