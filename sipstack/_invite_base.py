@@ -25,6 +25,7 @@ from sipstack.invite_events import (
     StateChanged,
 )
 from sipstack.message import Request, Response, make_response, reason_phrase
+from sipstack.records import dataclass
 from sipstack.registration_config import Authenticator
 from sipstack.session_timer import (
     SessionTimer,
@@ -32,8 +33,6 @@ from sipstack.session_timer import (
 )
 from sipstack.timers import TimerConfig
 from sipstack.uri import URI
-
-from .records import dataclass
 
 _S = InviteState
 SDP = "application/sdp"

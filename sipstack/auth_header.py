@@ -26,8 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sipstack.errors import SipParseError
-
-from .records import dataclass, field
+from sipstack.records import dataclass, field
 
 __all__ = ["Challenge", "Credentials", "parse_challenge", "parse_credentials"]
 

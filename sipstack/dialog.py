@@ -22,9 +22,8 @@ import enum
 
 from sipstack.headers import Headers, NameAddr
 from sipstack.message import Request, Response
+from sipstack.records import dataclass
 from sipstack.uri import URI
-
-from .records import dataclass
 
 __all__ = ["Dialog", "DialogError", "DialogId", "DialogState"]
 

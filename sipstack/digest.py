@@ -36,8 +36,7 @@ from typing import Any, Protocol
 from sipstack.auth_header import Challenge, Credentials
 from sipstack.errors import SipStackError
 from sipstack.ids import IdGenerator
-
-from .records import dataclass
+from sipstack.records import dataclass
 
 __all__ = [
     "Algorithm",

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sipstack.dns_wire import Message, Record, RType, SOAData
-
-from .records import dataclass
+from sipstack.records import dataclass
 
 __all__ = [
     "CachedAnswer",

@@ -23,9 +23,8 @@ import struct
 from collections import deque
 
 from sipstack.errors import SipParseError
+from sipstack.records import dataclass
 from sipstack.rtp import RtpParseError
-
-from .records import dataclass
 
 __all__ = [
     "DIGITS",

@@ -10,9 +10,8 @@ import enum
 
 from sipstack.errors import SipStackError
 from sipstack.message import Request
+from sipstack.records import dataclass
 from sipstack.uri import URI
-
-from .records import dataclass
 
 __all__ = [
     "Disconnected",

@@ -46,9 +46,8 @@ from sipstack.dns_wire import (
     RType,
     SRVData,
 )
+from sipstack.records import dataclass
 from sipstack.targets import FailureReason, LocateError, Target, TargetList
-
-from .records import dataclass
 
 __all__ = [
     "DEFAULT_PORTS",

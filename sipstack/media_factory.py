@@ -50,6 +50,7 @@ from sipstack.media_session import (
     RtpPortAllocator,
 )
 from sipstack.offer_answer import CodecSpec, LocalMedia, NegotiatedMedia
+from sipstack.records import dataclass
 from sipstack.srtp import (
     SecureSignaling,
     SrtpContext,
@@ -58,8 +59,6 @@ from sipstack.srtp import (
     SrtpPolicy,
     srtp_offer,
 )
-
-from .records import dataclass
 
 __all__ = [
     "AudioEndpoint",

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sipstack.errors import SipStackError
+from sipstack.records import dataclass, field
 from sipstack.sdp import (
     STATIC_PAYLOAD_TYPES,
     Connection,
@@ -47,8 +48,6 @@ from sipstack.srtp import (
     SrtpMode,
     parse_crypto,
 )
-
-from .records import dataclass, field
 
 __all__ = [
     "SUPPORTED_EVENTS",

@@ -18,8 +18,7 @@ import re
 from typing import TYPE_CHECKING, NoReturn
 
 from sipstack.errors import SipStackError
-
-from .records import dataclass
+from sipstack.records import dataclass
 
 if TYPE_CHECKING:
     # parsing imports these (ElementTree and expat, ~0.7 MiB): every account has a

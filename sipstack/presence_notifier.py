@@ -31,9 +31,8 @@ from sipstack.headers import NameAddr
 from sipstack.ids import IdGenerator
 from sipstack.message import Request, Response, make_response
 from sipstack.pidf import CONTENT_TYPE, PresenceStatus, build_status
+from sipstack.records import dataclass
 from sipstack.uri import URI, parse_uri
-
-from .records import dataclass
 
 __all__ = [
     "EVENT_PACKAGE",

@@ -32,9 +32,8 @@ from sipstack.headers import NameAddr
 from sipstack.ids import IdGenerator
 from sipstack.message import Request, Response
 from sipstack.pidf import CONTENT_TYPE
+from sipstack.records import dataclass
 from sipstack.uri import parse_uri
-
-from .records import dataclass
 
 __all__ = [
     "PUBLISH_EXPIRATION",

@@ -62,6 +62,7 @@ from sipstack.errors import SipParseError
 from sipstack.headers import Headers, NameAddr
 from sipstack.ids import IdGenerator
 from sipstack.message import Request, Response, reason_phrase
+from sipstack.records import dataclass
 from sipstack.registration_config import (
     Authenticator,
     ContactRewritten,
@@ -80,8 +81,6 @@ from sipstack.registration_config import (
     seen_address,
 )
 from sipstack.uri import URI, parse_uri
-
-from .records import dataclass
 
 __all__ = [
     "Authenticator",

@@ -21,9 +21,8 @@ from typing import Protocol
 from sipstack.errors import SipParseError, SipStackError
 from sipstack.headers import NameAddr
 from sipstack.message import Request, Response
+from sipstack.records import dataclass
 from sipstack.uri import URI, parse_uri
-
-from .records import dataclass
 
 __all__ = [
     "Authenticator",

@@ -43,8 +43,7 @@ from sipstack.locate import (
     sent_by_locator,
 )
 from sipstack.loop import Loop, TimerHandle
-
-from .records import dataclass
+from sipstack.records import dataclass
 
 __all__ = [
     "Lookup",

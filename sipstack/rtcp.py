@@ -17,9 +17,8 @@ from __future__ import annotations
 import enum
 import struct
 
+from sipstack.records import dataclass
 from sipstack.rtp import RtpParseError
-
-from .records import dataclass
 
 __all__ = [
     "MAX_DROPOUT",

@@ -17,8 +17,7 @@ from __future__ import annotations
 import struct
 
 from sipstack.errors import SipStackError
-
-from .records import dataclass
+from sipstack.records import dataclass
 
 __all__ = [
     "MAX_RTP_PACKET",

@@ -26,6 +26,7 @@ import random
 from collections import deque
 from typing import Any
 
+from sipstack.records import dataclass
 from sipstack.rtcp import (
     Bye,
     ReceiverReport,
@@ -41,8 +42,6 @@ from sipstack.rtcp import (
     rtt_from_block,
 )
 from sipstack.rtp import MAX_RTP_PACKET, RTP_HEADER, RtpPacket, RtpParseError, build_rtp, parse_rtp
-
-from .records import dataclass
 
 __all__ = [
     "Address",

@@ -29,8 +29,7 @@ from collections.abc import Iterator, Mapping
 from typing import Final
 
 from sipstack.errors import SipStackError
-
-from .records import dataclass, field
+from sipstack.records import dataclass, field
 
 __all__ = [
     "MAX_SDP_LINES",

@@ -18,8 +18,7 @@ from __future__ import annotations
 import enum
 
 from sipstack.message import Message, Request, Response
-
-from .records import dataclass
+from sipstack.records import dataclass
 
 __all__ = [
     "SessionTimer",

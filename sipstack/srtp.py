@@ -36,8 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sipstack.errors import SipStackError
-
-from .records import dataclass, field
+from sipstack.records import dataclass, field
 
 if TYPE_CHECKING:
     # imported where a context is built: libsrtp and its libcrypto cost ~5 MiB

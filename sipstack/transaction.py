@@ -31,9 +31,8 @@ from typing import ClassVar
 from sipstack.errors import SipStackError
 from sipstack.ids import MAGIC_COOKIE
 from sipstack.message import Request, Response
+from sipstack.records import dataclass
 from sipstack.timers import TimerConfig
-
-from .records import dataclass
 
 __all__ = [
     "AckReceived",
