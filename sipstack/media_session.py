@@ -44,7 +44,7 @@ import enum
 import errno
 import logging
 import math
-import platform
+import os
 import random
 import socket
 import struct
@@ -59,6 +59,7 @@ from sipstack.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from sipstack.jitter import Frame, JitterBuffer, JitterStats, Lost
 from sipstack.loop import Loop, TimerHandle
 from sipstack.offer_answer import NegotiatedMedia
+from sipstack.records import dataclass
 from sipstack.rtcp import NTP_UNIX_OFFSET
 from sipstack.rtp import MAX_RTP_PACKET, is_rtcp
 from sipstack.rtp_session import (
@@ -74,8 +75,6 @@ from sipstack.rtp_session import (
     SsrcChanged,
 )
 from sipstack.sdp import Direction
-
-from .records import dataclass
 
 if TYPE_CHECKING:  # srtp imports pylibsrtp: only load it for calls that use SRTP
     from sipstack.srtp import SrtpContext
@@ -235,7 +234,8 @@ _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE")
 
 def _enable_timestamps(sock: socket.socket) -> bool:
     """Ask the kernel to stamp every datagram with its arrival time; False if it cannot."""
-    if sys.platform != "linux" or platform.machine() not in _TIMESTAMP_MACHINES:
+    # os.uname is what platform.machine() reads, without importing platform
+    if sys.platform != "linux" or os.uname().machine not in _TIMESTAMP_MACHINES:
         return False
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS_NEW, 1)
