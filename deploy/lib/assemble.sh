@@ -115,6 +115,10 @@ configure_system() {
   systemctl --root="$root" enable intercom.service intercom-boot-setup.service \
     systemd-networkd.service systemd-resolved.service ssh.service >/dev/null 2>&1
   systemctl --root="$root" disable systemd-networkd-wait-online.service >/dev/null 2>&1 || true
+  # Wi-Fi runs as wpa_supplicant@wlan0, started by intercom-boot-setup when wifi.txt
+  # exists. The package's D-Bus wpa_supplicant.service serves network managers this
+  # image does not have: off, one process (and one boot-time unit) less.
+  systemctl --root="$root" disable wpa_supplicant.service >/dev/null 2>&1 || true
   # raspi-firmware writes "rw"; the root is mounted read-only (overlayroot on top).
   sed -i 's/ rw / ro /' "$root/boot/firmware/cmdline.txt"
   grep -q ' ro ' "$root/boot/firmware/cmdline.txt" || die "cmdline.txt has no ' ro '"

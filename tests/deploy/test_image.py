@@ -369,6 +369,12 @@ def test_boots_to_multi_user_with_no_failed_unit(vm: vmlib.VM) -> None:
     _wait_running(vm)
     assert vm.ssh("systemctl is-active multi-user.target").stdout.strip() == "active"
     assert vm.ssh("hostname").stdout.strip() == "test-door"
+    # no wifi.txt: no wpa_supplicant at all (the D-Bus one is disabled in the image)
+    enabled = vm.ssh("systemctl is-enabled wpa_supplicant.service", check=False)
+    assert enabled.stdout.strip() == "disabled"
+    # process names from /proc; init's line shows the listing itself works
+    names = "grep -shx -e wpa_supplicant -e systemd /proc/1/comm /proc/[0-9]*/comm | sort -u"
+    assert vm.ssh(names, check=False).stdout.split() == ["systemd"]
 
 
 @pytest.mark.slow
