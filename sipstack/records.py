@@ -26,8 +26,9 @@ nothing but the standard library.
 from __future__ import annotations
 
 import reprlib
+import sys
 from collections.abc import Callable
-from operator import attrgetter
+from operator import attrgetter, ge, gt, le, lt
 from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
 
 __all__ = [
@@ -44,7 +45,8 @@ __all__ = [
 T = TypeVar("T")
 
 _FIELDS = "__record_fields__"
-_KEY = "__record_key__"  # attrgetter of the compared fields: a tuple of values
+_KEY = "__record_key__"  # the compared fields' values, as a tuple
+_HASH_KEY = "__record_hash_key__"  # the hashed fields' values (field(hash=...) may differ)
 
 
 class _Missing:
@@ -298,16 +300,11 @@ def _build(
     own = cls.__dict__
     new: dict[str, Any] = {_FIELDS: tuple(fields_)}
     compared = [f.name for f in fields_ if f.compare]
-    key: Callable[[object], Any] = attrgetter(*compared) if compared else _no_key
-    if len(compared) == 1:  # attrgetter of one name gives the value itself, not a tuple
-        key = _one_key(compared[0])
-    new[_KEY] = staticmethod(key)  # a plain function would bind to the instance
+    new[_KEY] = staticmethod(_key_of(compared))  # a plain function would bind to the instance
     new["__record_repr_names__"] = tuple(f.name for f in fields_ if f.repr)
     if "__match_args__" not in own:
         new["__match_args__"] = tuple(f.name for f in fields_ if f.init)
     if init and "__init__" not in own:
-        import sys
-
         module = sys.modules.get(cls.__module__)
         new["__init__"] = _make_init(cls, fields_, frozen, vars(module) if module else {})
     if repr_ and "__repr__" not in own:
@@ -335,8 +332,7 @@ def _build(
     elif eq and not explicit_hash:
         new["__hash__"] = _record_hash if frozen else None
     hashed = [f.name for f in fields_ if (f.compare if f.hash is None else f.hash)]
-    if hashed != compared:
-        new[_KEY + "hash"] = staticmethod(attrgetter(*hashed) if hashed else _no_key)
+    new[_HASH_KEY] = new[_KEY] if hashed == compared else staticmethod(_key_of(hashed))
     if slots:
         return _with_slots(cls, names, new, frozen)
     for f in fields_:  # as dataclasses: the class attribute is the default, if any
@@ -376,8 +372,13 @@ def _no_key(_obj: object) -> tuple[()]:
     return ()
 
 
-def _one_key(name: str) -> Callable[[object], tuple[Any]]:
-    get = attrgetter(name)
+def _key_of(names: list[str]) -> Callable[[object], Any]:
+    """The values of ``names`` as a tuple (one C attrgetter call when there are two or more)."""
+    if not names:
+        return _no_key
+    if len(names) > 1:
+        return attrgetter(*names)
+    get = attrgetter(names[0])  # with one name, attrgetter gives the value, not a tuple
 
     def key(obj: object) -> tuple[Any]:
         return (get(obj),)
@@ -399,8 +400,7 @@ def _record_eq(self: Any, other: Any) -> Any:
 
 
 def _record_hash(self: Any) -> int:
-    key = getattr(type(self), _KEY + "hash", None) or self.__record_key__
-    return hash(key(self))
+    return hash(self.__record_hash_key__(self))
 
 
 def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
@@ -413,18 +413,12 @@ def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
     return method
 
 
-def _ordering() -> dict[str, Callable[[Any, Any], Any]]:
-    import operator
-
-    return {
-        "__lt__": _compare(operator.lt),
-        "__le__": _compare(operator.le),
-        "__gt__": _compare(operator.gt),
-        "__ge__": _compare(operator.ge),
-    }
-
-
-_ORDER = _ordering()
+_ORDER = {
+    "__lt__": _compare(lt),
+    "__le__": _compare(le),
+    "__gt__": _compare(gt),
+    "__ge__": _compare(ge),
+}
 
 
 def _frozen_setattr(self: object, name: str, value: object) -> None:

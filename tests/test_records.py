@@ -25,20 +25,13 @@ def _both(
 ) -> tuple[type, type]:
     """The same class, once through dataclasses and once through records."""
     made = []
-    for decorator in (dataclasses.dataclass, records.dataclass):
+    for module in (dataclasses, records):  # the same field() spelled each module's way
         namespace = {**body, "__annotations__": dict(annotations), "__module__": __name__}
-        if decorator is dataclasses.dataclass:  # the same field() spelled the stdlib way
-            namespace = {
-                k: dataclasses.field(**v.kwargs) if isinstance(v, _FieldSpec) else v
-                for k, v in namespace.items()
-            }
-        else:
-            namespace = {
-                k: records.field(**v.kwargs) if isinstance(v, _FieldSpec) else v
-                for k, v in namespace.items()
-            }
-        cls = type("Point", (), namespace)
-        made.append(decorator(**options)(cls))
+        namespace = {
+            k: module.field(**v.kwargs) if isinstance(v, _FieldSpec) else v
+            for k, v in namespace.items()
+        }
+        made.append(module.dataclass(**options)(type("Point", (), namespace)))
     return made[0], made[1]
 
 
